@@ -1,0 +1,3 @@
+from smtpscript.cli import main
+
+main()
