@@ -1,0 +1,208 @@
+"""The scenario model: frozen dataclasses built from validated YAML.
+
+The runner consumes only these; it never sees raw YAML. String fields that the
+format documents as templates stay unrendered here (rendering needs run-time
+variables); patterns and regexes are already checked by validation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields, replace
+from typing import Any, Literal
+
+from smtpscript.patterns import CodePattern, StatusPattern
+
+Severity = Literal["info", "low", "medium", "high", "critical"]
+SEVERITIES: tuple[Severity, ...] = ("info", "low", "medium", "high", "critical")
+TlsMode = Literal["none", "implicit"]
+
+DEFAULT_PORT = 25
+DEFAULT_TIMEOUT = 10.0
+
+
+@dataclass(frozen=True)
+class SourcePos:
+    """Where a node stands in its file (1-based line and column)."""
+
+    file: str
+    line: int
+    column: int
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}:{self.column}"
+
+
+@dataclass(frozen=True)
+class TlsOptions:
+    """TLS client options; ``None`` means "not set here" so layers can merge."""
+
+    verify: bool | None = None
+    server_name: str | None = None
+    ca_file: str | None = None
+    min_version: str | None = None
+    client_cert: str | None = None
+    client_key: str | None = None
+
+    def overlay(self, inner: TlsOptions) -> TlsOptions:
+        """Options of an inner layer (connect, starttls) win over ours."""
+        changes = {f.name: getattr(inner, f.name) for f in fields(inner)}
+        return replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Where and how to connect; scenario ``target`` and ``connect`` steps both use it."""
+
+    host: str | None = None
+    port: int | None = None
+    tls: TlsMode | None = None
+    tls_options: TlsOptions = field(default_factory=TlsOptions)
+    timeout: float | None = None
+    connect_timeout: float | None = None
+    source_address: str | None = None
+
+    def overlay(self, inner: Endpoint) -> Endpoint:
+        return Endpoint(
+            host=inner.host or self.host,
+            port=inner.port if inner.port is not None else self.port,
+            tls=inner.tls or self.tls,
+            tls_options=self.tls_options.overlay(inner.tls_options),
+            timeout=inner.timeout if inner.timeout is not None else self.timeout,
+            connect_timeout=(
+                inner.connect_timeout if inner.connect_timeout is not None
+                else self.connect_timeout
+            ),
+            source_address=inner.source_address or self.source_address,
+        )
+
+
+@dataclass(frozen=True)
+class TlsExpectation:
+    """Assertions on the TLS facts of a connect/starttls step."""
+
+    min_version: str | None = None
+    verified: bool | None = None
+    days_left: int | None = None
+    name_matches: bool | None = None
+
+
+@dataclass(frozen=True)
+class Expectation:
+    """What a step's reply must look like; ``codes=None`` means the action's default."""
+
+    codes: CodePattern | None = None
+    status: StatusPattern | None = None
+    match: str | None = None
+    tls: TlsExpectation | None = None
+
+
+# --- step actions -----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Connect:
+    endpoint: Endpoint = field(default_factory=Endpoint)
+
+
+@dataclass(frozen=True)
+class Send:
+    line: str
+
+
+@dataclass(frozen=True)
+class Raw:
+    data: str
+
+
+@dataclass(frozen=True)
+class Greet:
+    verb: Literal["EHLO", "HELO", "LHLO"]
+    name: str
+
+
+@dataclass(frozen=True)
+class StartTls:
+    tls_options: TlsOptions = field(default_factory=TlsOptions)
+
+
+@dataclass(frozen=True)
+class Auth:
+    mechanism: str
+    username: str
+    password: str | None = None
+    token: str | None = None
+    authzid: str | None = None
+
+
+@dataclass(frozen=True)
+class Data:
+    """Message content: either ``text`` or ``headers`` + ``body``."""
+
+    text: str | None = None
+    headers: tuple[tuple[str, str], ...] = ()
+    body: str = ""
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    steps: tuple[Step, ...]
+
+
+@dataclass(frozen=True)
+class Sleep:
+    seconds: float
+
+
+@dataclass(frozen=True)
+class Read:
+    pass
+
+
+@dataclass(frozen=True)
+class Group:
+    """An included fragment: its steps run with ``with`` vars layered on top."""
+
+    source: str
+    steps: tuple[Step, ...]
+    with_vars: dict[str, Any] = field(default_factory=dict)
+
+
+Action = Connect | Send | Raw | Greet | StartTls | Auth | Data | Pipeline | Sleep | Read | Group
+
+ACTION_NAMES = (
+    "connect", "send", "raw", "ehlo", "helo", "lhlo", "starttls", "auth", "data",
+    "pipeline", "sleep", "read", "include",
+)
+
+
+@dataclass(frozen=True)
+class Step:
+    action: Action
+    kind: str  # the YAML action key, e.g. "send", "ehlo", "include"
+    path: str  # JSON path in the scenario, e.g. "steps[3]"
+    pos: SourcePos
+    name: str | None = None
+    expect: Expectation = field(default_factory=Expectation)
+    capture: tuple[tuple[str, str], ...] = ()
+    timeout: float | None = None
+    when: str | None = None
+    repeat: int | str | None = None
+    continue_on_fail: bool = False
+
+
+@dataclass(frozen=True)
+class Scenario:
+    version: int
+    title: str
+    file: str
+    pos: SourcePos
+    steps: tuple[Step, ...]
+    description: str = ""
+    severity: Severity = "medium"
+    tags: tuple[str, ...] = ()
+    references: tuple[str, ...] = ()
+    target: Endpoint = field(default_factory=Endpoint)
+    vars: dict[str, Any] = field(default_factory=dict)
+    secrets: tuple[str, ...] = ()
+    public_env: tuple[str, ...] = ()
+    when: str | None = None

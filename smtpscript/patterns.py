@@ -1,0 +1,114 @@
+"""The reply-code pattern language.
+
+A code pattern is one of:
+- an integer or 3-digit string: ``250`` (exact);
+- a 3-character string whose first digit is 2-5 and whose other places are
+  digits or wildcards: ``"2xx"``, ``"25x"``, RFC 5321's ``"2yz"`` (``x``, ``y``
+  and ``z`` all mean "any digit");
+- ``"any"`` (any complete reply) or ``"closed"`` (the server closed the
+  connection before sending a complete reply);
+- a list of the above (any of them).
+
+An enhanced status pattern (RFC 3463) is ``class.subject.detail`` where each
+part is a number or ``x``: ``"5.7.1"``, ``"5.7.x"``, ``"2.x.x"``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+WILDCARDS = frozenset("xyzXYZ")
+_CODE_RE = re.compile(r"^[2-5][0-9xyzXYZ][0-9xyzXYZ]$")
+_STATUS_RE = re.compile(r"^[245x]\.(?:\d{1,3}|x)\.(?:\d{1,3}|x)$", re.IGNORECASE)
+
+CODE_HINT = 'use e.g. 250, "2xx", "25x", "any" or "closed"'
+STATUS_HINT = 'use e.g. "5.7.1" or "5.7.x"'
+
+
+class PatternError(ValueError):
+    """A pattern that the language does not allow; the message is user-facing."""
+
+
+@dataclass(frozen=True)
+class CodePattern:
+    """Any-of set of reply-code alternatives, normalised to lower-case strings."""
+
+    alternatives: tuple[str, ...]
+
+    @property
+    def expects_closed(self) -> bool:
+        return "closed" in self.alternatives
+
+    @property
+    def accepts_any_reply(self) -> bool:
+        return "any" in self.alternatives
+
+    def matches(self, code: int) -> bool:
+        text = f"{code:03d}"
+        return any(_code_alternative_matches(alt, text) for alt in self.alternatives)
+
+    def __str__(self) -> str:
+        return " or ".join(self.alternatives)
+
+
+def _code_alternative_matches(alternative: str, code: str) -> bool:
+    if alternative == "any":
+        return True
+    if alternative == "closed":
+        return False
+    return all(p in "xyz" or p == c for p, c in zip(alternative, code, strict=True))
+
+
+def parse_code_alternative(value: object) -> str:
+    """Normalise one alternative (int or str) or raise PatternError."""
+    if isinstance(value, bool):
+        raise PatternError(f"{value!r} is not a reply-code pattern ({CODE_HINT})")
+    if isinstance(value, int):
+        if 200 <= value <= 599:
+            return str(value)
+        raise PatternError(f"{value} is not a reply code: codes run from 200 to 599 ({CODE_HINT})")
+    if isinstance(value, str):
+        text = value.strip().lower()
+        if text in ("any", "closed"):
+            return text
+        if _CODE_RE.match(text):
+            return text
+    raise PatternError(f"{value!r} is not a reply-code pattern ({CODE_HINT})")
+
+
+def parse_code_pattern(value: object) -> CodePattern:
+    """Parse an ``expect`` value (scalar or list) or raise PatternError."""
+    items = value if isinstance(value, list) else [value]
+    if not items:
+        raise PatternError(f"an empty list matches no reply ({CODE_HINT})")
+    return CodePattern(tuple(parse_code_alternative(item) for item in items))
+
+
+@dataclass(frozen=True)
+class StatusPattern:
+    """An RFC 3463 enhanced status pattern such as 5.7.x."""
+
+    text: str
+
+    def matches(self, status: str | None) -> bool:
+        if status is None:
+            return False
+        parts = status.split(".")
+        want = self.text.split(".")
+        if len(parts) != 3:
+            return False
+        return all(w == "x" or w == p for w, p in zip(want, parts, strict=True))
+
+    def __str__(self) -> str:
+        return self.text
+
+
+def parse_status_pattern(value: object) -> StatusPattern:
+    if isinstance(value, str) and _STATUS_RE.match(value.strip()):
+        parts = value.strip().lower().split(".")
+        return StatusPattern(".".join(str(int(p)) if p != "x" else p for p in parts))
+    raise PatternError(f"{value!r} is not an enhanced status pattern ({STATUS_HINT})")
+
+
+DEFAULT_REPLY = CodePattern(("2xx", "3xx"))

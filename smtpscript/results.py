@@ -1,0 +1,204 @@
+"""The result model: plain, JSON-serialisable data that every report reads.
+
+run -> scenario x target -> steps. Reports (console, JSON, JUnit, HTML) are
+views over these dataclasses; none of them touches the runner. Everything in
+here is already redacted: secrets are replaced by ``REDACTED`` before a value
+reaches a result (see templating.SecretTracker).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+Verdict = Literal["passed", "failed", "error", "skipped"]
+VERDICTS: tuple[Verdict, ...] = ("passed", "failed", "error", "skipped")
+RESULTS_FORMAT = 1
+REDACTED = "********"
+
+
+@dataclass
+class TranscriptEntry:
+    """One event of a conversation: ``C`` sent, ``S`` received, ``*`` note (TLS up, closed)."""
+
+    t: float  # seconds since the scenario started (monotonic clock)
+    direction: Literal["C", "S", "*"]
+    text: str  # escaped for display: one entry per line, without its CRLF
+
+
+@dataclass
+class TlsFacts:
+    version: str | None = None
+    cipher: str | None = None
+    bits: int | None = None
+    subject: str | None = None
+    issuer: str | None = None
+    sans: list[str] = field(default_factory=list)
+    not_before: str | None = None  # ISO 8601, UTC
+    not_after: str | None = None
+    days_left: int | None = None
+    verified: bool = False
+    verify_error: str | None = None
+    server_name: str | None = None
+    name_matches: bool | None = None
+
+
+@dataclass
+class ReplyRecord:
+    code: int | None  # None when the connection closed instead of a reply
+    status: str | None
+    lines: list[str]  # escaped text of each line, without the code
+    elapsed_ms: float  # from the command's last byte to the reply's last byte
+    bare_lf: bool = False
+
+    def short(self) -> str:
+        if self.code is None:
+            return "connection closed"
+        first = f"{self.code} {self.lines[0]}".rstrip() if self.lines else str(self.code)
+        more = len(self.lines) - 1
+        return f"{first} (+{more} more lines)" if more > 0 else first
+
+
+@dataclass
+class StepResult:
+    index: int  # position in execution order, from 1
+    path: str  # JSON path in the scenario file, e.g. "steps[3]" or "steps[2].pipeline[0]"
+    kind: str  # action key: send, ehlo, data, ...
+    name: str  # user's name, else a rendered summary of the action
+    line: int
+    verdict: Verdict
+    expected: str  # human wording of the expectation, e.g. "2xx", "550 or 554, status 5.7.x"
+    message: str | None = None  # the expected-vs-got sentence for failed/error steps
+    sent: list[str] = field(default_factory=list)  # redacted, escaped lines sent
+    replies: list[ReplyRecord] = field(default_factory=list)
+    duration_ms: float = 0.0
+    tls: TlsFacts | None = None
+    captures: dict[str, str] = field(default_factory=dict)
+    repeat_index: int | None = None
+
+
+@dataclass
+class TargetInfo:
+    name: str  # as given: "sandbox", "mx1", "127.0.0.1:2525"
+    host: str
+    port: int
+
+
+@dataclass
+class ScenarioResult:
+    scenario_id: str  # file path relative to where it was found, stable across runs
+    file: str
+    line: int
+    title: str
+    description: str
+    severity: str
+    tags: list[str]
+    references: list[str]
+    target: TargetInfo
+    verdict: Verdict
+    reason: str | None = None  # why failed / error / skipped, one line
+    started_at: str = ""  # ISO 8601, UTC
+    duration_ms: float = 0.0
+    steps: list[StepResult] = field(default_factory=list)
+    transcript: list[TranscriptEntry] = field(default_factory=list)
+    protocol_violations: list[str] = field(default_factory=list)
+
+    @property
+    def is_finding(self) -> bool:
+        return self.verdict == "failed"
+
+
+@dataclass
+class RunResult:
+    format: int = RESULTS_FORMAT
+    tool_version: str = ""
+    started_at: str = ""
+    finished_at: str = ""
+    duration_ms: float = 0.0
+    targets: list[TargetInfo] = field(default_factory=list)
+    scenarios: list[ScenarioResult] = field(default_factory=list)
+
+    def counts(self) -> dict[str, int]:
+        out = dict.fromkeys(VERDICTS, 0)
+        for result in self.scenarios:
+            out[result.verdict] += 1
+        return out
+
+    @property
+    def ok(self) -> bool:
+        return all(s.verdict in ("passed", "skipped") for s in self.scenarios)
+
+
+# --- JSON round-trip ----------------------------------------------------------
+
+
+def to_dict(run: RunResult) -> dict[str, Any]:
+    return dataclasses.asdict(run)
+
+
+def to_json(run: RunResult) -> str:
+    return json.dumps(to_dict(run), indent=2, ensure_ascii=False)
+
+
+def write_json(run: RunResult, path: Path) -> None:
+    path.write_text(to_json(run) + "\n", encoding="utf-8")
+
+
+def _build(cls: type, data: dict[str, Any]) -> Any:
+    """Rebuild a dataclass tree from plain dicts (the inverse of asdict)."""
+    kwargs: dict[str, Any] = {}
+    hints = {f.name: f for f in dataclasses.fields(cls)}
+    for name, value in data.items():
+        if name not in hints:
+            continue  # forward compatible: ignore fields a newer writer added
+        kwargs[name] = _convert(_NESTED.get((cls.__name__, name)), value)
+    return cls(**kwargs)
+
+
+def _convert(spec: tuple[str, type] | None, value: Any) -> Any:
+    if spec is None or value is None:
+        return value
+    shape, cls = spec
+    if shape == "list":
+        return [_build(cls, item) for item in value]
+    return _build(cls, value)
+
+
+_NESTED: dict[tuple[str, str], tuple[str, type]] = {
+    ("RunResult", "targets"): ("list", TargetInfo),
+    ("RunResult", "scenarios"): ("list", ScenarioResult),
+    ("ScenarioResult", "target"): ("one", TargetInfo),
+    ("ScenarioResult", "steps"): ("list", StepResult),
+    ("ScenarioResult", "transcript"): ("list", TranscriptEntry),
+    ("StepResult", "replies"): ("list", ReplyRecord),
+    ("StepResult", "tls"): ("one", TlsFacts),
+}
+
+
+def from_dict(data: dict[str, Any]) -> RunResult:
+    return _build(RunResult, data)
+
+
+def read_json(path: Path) -> RunResult:
+    return from_dict(json.loads(path.read_text(encoding="utf-8")))
+
+
+def merge(runs: list[RunResult]) -> RunResult:
+    """Combine runs done in separate jobs into one (for ``smtpscript report``)."""
+    if len(runs) == 1:
+        return runs[0]
+    targets: dict[tuple[str, str, int], TargetInfo] = {}
+    for run in runs:
+        for t in run.targets:
+            targets.setdefault((t.name, t.host, t.port), t)
+    return RunResult(
+        tool_version=runs[0].tool_version,
+        started_at=min(r.started_at for r in runs),
+        finished_at=max(r.finished_at for r in runs),
+        duration_ms=sum(r.duration_ms for r in runs),
+        targets=list(targets.values()),
+        scenarios=[s for r in runs for s in r.scenarios],
+    )
