@@ -1,0 +1,389 @@
+"""Sans-IO SMTP: bytes in, replies out; commands and message content out as bytes.
+
+Theory of operation (in the spirit of h11): nothing here touches a socket. The
+session feeds whatever it read into a ReplyParser and pulls complete Reply
+objects; it asks this module for the exact bytes of commands, DATA payloads and
+AUTH responses, and writes them itself. Everything is testable on bytes alone.
+
+The parser works eagerly inside feed(): it splits the new data into lines as it
+arrives, so it only ever holds one partial line (at most LINE_LIMIT + 2 bytes)
+and the lines of one unfinished reply (at most REPLY_BYTES_LIMIT bytes), plus
+the complete replies the caller has not pulled yet. A misbehaving server
+therefore cannot make us buffer without bound, and feeding byte by byte costs
+O(n) overall because we never rescan what we have already looked at.
+
+Errors follow h11: LocalProtocolError means we were asked to send something
+SMTP forbids; RemoteProtocolError means the server's bytes are not SMTP (or
+break a limit). feed() never raises for bad bytes: the error is kept and raised
+by next_reply() once the replies that arrived before it have been handed out,
+so a pipelined exchange keeps its evidence. Any other exception is a bug.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import re
+from collections import deque
+from dataclasses import dataclass
+
+from smtpscript.errors import LocalProtocolError, RemoteProtocolError
+
+LINE_LIMIT = 64 * 1024  # one reply line longer than this (without its CRLF) is refused
+REPLY_LINES_LIMIT = 1000  # a reply with more lines is refused
+REPLY_BYTES_LIMIT = 1024 * 1024  # a reply bigger than this (raw bytes) is refused
+
+_PREVIEW_CHARS = 80
+
+# RFC 3463: class "." subject "." detail, at the start of the text, then space or end.
+_STATUS_RE = re.compile(r"([245])\.([0-9]{1,3})\.([0-9]{1,3})(?=[ \t]|$)")
+
+
+# --- display -------------------------------------------------------------------------------
+
+# Everything but printable ASCII (and, for bytes, the backslash: so the output is unambiguous).
+_BYTES_ESCAPE_RE = re.compile(r"[^\x20-\x5b\x5d-\x7e]")
+_TEXT_ESCAPE_RE = re.compile(r"[^\x20-\x7e]")
+_NAMED_ESCAPES = {"\r": "\\r", "\n": "\\n", "\t": "\\t", "\\": "\\\\"}
+
+
+def _escape_char(match: re.Match[str]) -> str:
+    char = match.group()
+    point = ord(char)
+    if char in _NAMED_ESCAPES:
+        return _NAMED_ESCAPES[char]
+    if 0xDC80 <= point <= 0xDCFF:  # an undecodable byte, smuggled through surrogateescape
+        return f"\\x{point - 0xDC00:02x}"
+    if point < 0x80:
+        return f"\\x{point:02x}"
+    if char.isprintable():
+        return char
+    # Invisible or control characters (C1, bidi overrides, NBSP) must not hide in evidence.
+    return f"\\u{point:04x}" if point <= 0xFFFF else f"\\U{point:08x}"
+
+
+def escape_bytes(data: bytes) -> str:
+    """Render bytes for transcripts and reports: printable text as is, the rest escaped.
+
+    CR, LF and TAB become \\r, \\n, \\t; other control bytes and bytes that are not
+    valid UTF-8 become \\xNN; a backslash becomes \\\\ so no rendering is ambiguous;
+    valid non-ASCII characters stay, unless they are invisible (\\uNNNN).
+    """
+    return _BYTES_ESCAPE_RE.sub(_escape_char, data.decode("utf-8", "surrogateescape"))
+
+
+def _escape_text(text: str) -> str:
+    # For one-line messages: no line breaks, no terminal control codes.
+    return _TEXT_ESCAPE_RE.sub(_escape_char, text)
+
+
+def _preview(data: bytes) -> str:
+    shown = escape_bytes(data[:_PREVIEW_CHARS])
+    return f"'{shown}...'" if len(data) > _PREVIEW_CHARS else f"'{shown}'"
+
+
+# --- replies -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Reply:
+    """One complete SMTP reply, single- or multi-line."""
+
+    code: int
+    lines: tuple[str, ...]
+    raw: bytes
+    status: str | None
+    bare_lf: bool
+
+    @property
+    def text(self) -> str:
+        return "\n".join(self.lines)
+
+    def short(self) -> str:
+        """One line for messages: the first line, and how many lines were left out."""
+        first = f"{self.code} {self.lines[0]}" if self.lines and self.lines[0] else str(self.code)
+        more = len(self.lines) - 1
+        suffix = f" (+{more} more lines)" if more > 0 else ""
+        return _escape_text(first) + suffix
+
+
+def enhanced_status(code: int, text: str) -> str | None:
+    """The RFC 3463 status at the start of text, if its class matches the reply code."""
+    match = _STATUS_RE.match(text)
+    if match is None or match.group(1) != str(code)[0]:
+        return None  # RFC 3463/2034: "250 5.1.1" is not a status, it is text
+    return match.group(0)
+
+
+def _check_code(code: int, line: bytes) -> None:
+    # RFC 5321 4.2: first digit 2-5 (we never get 1yz), second digit 0-5.
+    first, second = code // 100, code // 10 % 10
+    if not (2 <= first <= 5 and second <= 5):
+        raise RemoteProtocolError(f"reply code {code:03d} out of range: {_preview(line)}")
+
+
+def _split_line(content: bytes, line: bytes) -> tuple[int, bool, str]:
+    """(code, is_last, text) of one reply line without its line ending."""
+    head, sep = content[:3], content[3:4]
+    if len(head) < 3 or not head.isdigit() or sep not in (b"", b" ", b"-"):
+        raise RemoteProtocolError(f"malformed reply line: {_preview(line)}")
+    text = content[4:].decode("utf-8", "backslashreplace")
+    return int(head), sep != b"-", text
+
+
+class ReplyParser:
+    """Feed bytes, pull complete replies.
+
+    Handles multi-line replies, replies split across reads at any byte, several
+    replies in one read (pipelining), CRLF and bare LF, and non-UTF-8 bytes.
+    """
+
+    def __init__(self) -> None:
+        self._partial = bytearray()  # the current line so far; never holds an LF
+        self._raw = bytearray()  # complete lines of the unfinished reply
+        self._lines: list[str] = []
+        self._code = 0
+        self._bare_lf = False
+        self._ready: deque[Reply] = deque()
+        self._error: RemoteProtocolError | None = None
+        self._eof = False
+
+    @property
+    def pending(self) -> bool:
+        """True while part of a reply is buffered (complete replies not pulled don't count)."""
+        return bool(self._partial or self._lines)
+
+    @property
+    def buffered(self) -> int:
+        """Bytes of the unfinished reply held in memory."""
+        return len(self._partial) + len(self._raw)
+
+    def feed(self, data: bytes) -> None:
+        if self._eof:
+            raise RuntimeError("feed() after feed_eof()")  # a bug in the caller, not SMTP
+        if self._error is not None:
+            return  # the stream is already broken; keep nothing more
+        try:
+            self._consume(data)
+        except RemoteProtocolError as exc:
+            self._error = exc
+            self._reset()
+            self._partial.clear()
+
+    def feed_eof(self) -> None:
+        self._eof = True
+
+    def next_reply(self) -> Reply | None:
+        """The next complete reply, or None when more data is needed."""
+        if self._ready:
+            return self._ready.popleft()
+        if self._error is not None:
+            raise self._error
+        if self._eof and self.pending:
+            partial = bytes(self._raw + self._partial)
+            raise RemoteProtocolError(
+                f"connection closed in the middle of a reply: {_preview(partial)}"
+            )
+        return None
+
+    def _consume(self, data: bytes) -> None:
+        start = 0
+        while start < len(data):
+            # Never look further than the longest line we accept: bounded work and memory.
+            room = LINE_LIMIT + 2 - len(self._partial)
+            end = data.find(b"\n", start, start + room)
+            if end < 0:
+                self._partial += data[start : start + room]
+                self._check_partial()
+                return
+            line = bytes(self._partial) + data[start : end + 1]
+            self._partial.clear()
+            self._take_line(line)
+            start = end + 1
+
+    def _check_partial(self) -> None:
+        partial = self._partial
+        content = len(partial) - (1 if partial.endswith(b"\r") else 0)  # CR may start CRLF
+        if content > LINE_LIMIT:
+            raise RemoteProtocolError(
+                f"reply line longer than {LINE_LIMIT} bytes: {_preview(bytes(partial))}"
+            )
+        self._check_size()
+
+    def _check_size(self) -> None:
+        if self.buffered > REPLY_BYTES_LIMIT:
+            raise RemoteProtocolError(f"reply bigger than {REPLY_BYTES_LIMIT} bytes")
+
+    def _take_line(self, line: bytes) -> None:
+        crlf = line.endswith(b"\r\n")
+        content = line[:-2] if crlf else line[:-1]
+        if len(content) > LINE_LIMIT:
+            raise RemoteProtocolError(
+                f"reply line longer than {LINE_LIMIT} bytes: {_preview(line)}"
+            )
+        code, last, text = _split_line(content, line)
+        self._check_continuation(code, line)
+        self._raw += line
+        self._lines.append(text)
+        self._bare_lf = self._bare_lf or not crlf
+        if len(self._lines) > REPLY_LINES_LIMIT:
+            raise RemoteProtocolError(f"reply has more than {REPLY_LINES_LIMIT} lines")
+        self._check_size()
+        if last:
+            self._ready.append(self._finish())
+
+    def _check_continuation(self, code: int, line: bytes) -> None:
+        if not self._lines:
+            _check_code(code, line)
+            self._code = code
+        elif code != self._code:
+            raise RemoteProtocolError(
+                f"reply line with code {code:03d} inside a {self._code:03d} reply: {_preview(line)}"
+            )
+
+    def _finish(self) -> Reply:
+        lines = tuple(self._lines)
+        reply = Reply(
+            code=self._code,
+            lines=lines,
+            raw=bytes(self._raw),
+            status=enhanced_status(self._code, lines[0]),
+            bare_lf=self._bare_lf,
+        )
+        self._reset()
+        return reply
+
+    def _reset(self) -> None:
+        self._raw.clear()
+        self._lines.clear()
+        self._code = 0
+        self._bare_lf = False
+
+
+def parse_replies(data: bytes) -> list[Reply]:
+    """Every reply in data, which must end on a reply boundary (handy in tests and tools)."""
+    parser = ReplyParser()
+    parser.feed(data)
+    parser.feed_eof()
+    replies = []
+    while (reply := parser.next_reply()) is not None:
+        replies.append(reply)
+    return replies
+
+
+# --- commands and message content -----------------------------------------------------------
+
+
+def encode_command(line: str) -> bytes:
+    """The bytes of one command line: UTF-8 plus CRLF. Over-long lines are allowed on purpose."""
+    for index, char in enumerate(line):
+        if char in "\r\n":
+            # The line itself may hold a secret, so name the offset rather than quoting it.
+            raise LocalProtocolError(
+                "command contains CR or LF; use a raw step to send exact bytes "
+                f"(first one at offset {index})"
+            )
+    return _encode_utf8(line, "command") + b"\r\n"
+
+
+def _encode_utf8(text: str, what: str) -> bytes:
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError as exc:  # lone surrogates cannot go on the wire
+        raise LocalProtocolError(f"{what} is not valid Unicode: {exc.reason}") from None
+
+
+_LINE_END_RE = re.compile(rb"\r\n|\r|\n")
+
+
+def normalize_crlf(data: bytes) -> bytes:
+    """Make every line ending (CRLF, bare CR, bare LF) a CRLF."""
+    return _LINE_END_RE.sub(b"\r\n", data)
+
+
+def dot_stuff(data: bytes) -> bytes:
+    """RFC 5321 4.5.2: double a leading "." on every line (input CRLF-normalised)."""
+    # Stuffing after any LF also covers un-normalised input; a CRLF always ends with LF.
+    stuffed = data.replace(b"\n.", b"\n..")
+    return b"." + stuffed if stuffed.startswith(b".") else stuffed
+
+
+def message_payload(message: str | bytes) -> bytes:
+    """What follows a 354: the message with CRLF endings, dot-stuffed, then ".\\r\\n"."""
+    data = _encode_utf8(message, "message") if isinstance(message, str) else message
+    data = normalize_crlf(data)
+    if data and not data.endswith(b"\r\n"):
+        data += b"\r\n"  # the terminator must start on a line of its own
+    return dot_stuff(data) + b".\r\n"
+
+
+def parse_ehlo(reply: Reply) -> dict[str, str]:
+    """Capabilities of an EHLO/LHLO reply: {"SIZE": "10240000", "AUTH": "PLAIN LOGIN", ...}.
+
+    The first line is the greeting. Keywords are upper-cased; "AUTH=..." (old
+    style) counts as AUTH, and every AUTH line adds its mechanisms (upper-cased,
+    no duplicates). For other repeated keywords the first one wins.
+    """
+    caps: dict[str, str] = {}
+    for line in reply.lines[1:]:
+        keyword, _, value = line.strip().partition(" ")
+        keyword, value = keyword.upper(), value.strip()
+        if keyword.startswith("AUTH="):
+            keyword, value = "AUTH", f"{keyword[5:]} {value}"
+        if keyword == "AUTH":
+            caps["AUTH"] = _merge_mechanisms(caps.get("AUTH", ""), value)
+        elif keyword:
+            caps.setdefault(keyword, value)
+    return caps
+
+
+def _merge_mechanisms(known: str, more: str) -> str:
+    mechanisms = dict.fromkeys(known.split())  # an ordered set
+    mechanisms.update(dict.fromkeys(more.upper().split()))
+    return " ".join(mechanisms)
+
+
+# --- AUTH (RFC 4954, 4616, 2195; Google XOAUTH2) -------------------------------------------
+
+
+def b64(text: str) -> str:
+    return base64.b64encode(_encode_utf8(text, "AUTH data")).decode("ascii")
+
+
+def b64decode(data: str) -> bytes:
+    """Decode a server's base64, forgiving whitespace and missing padding."""
+    compact = "".join(data.split()).rstrip("=")
+    try:
+        return base64.b64decode(compact + "=" * (-len(compact) % 4), validate=True)
+    except (binascii.Error, ValueError):
+        raise RemoteProtocolError(
+            f"invalid base64 from server: {data[:_PREVIEW_CHARS]!r}"
+        ) from None
+
+
+def b64decode_text(data: str) -> str:
+    """A server challenge as text (e.g. "Username:"); bytes that are not UTF-8 escaped."""
+    return b64decode(data).decode("utf-8", "backslashreplace")
+
+
+def auth_plain(username: str, password: str, authzid: str = "") -> str:
+    """RFC 4616: base64 of authzid NUL username NUL password."""
+    if "\0" in authzid + username + password:
+        # A NUL would shift the fields: the server would check different credentials.
+        raise LocalProtocolError("AUTH PLAIN fields must not contain NUL")
+    return b64(f"{authzid}\0{username}\0{password}")
+
+
+def cram_md5_response(username: str, password: str, challenge_b64: str) -> str:
+    """RFC 2195: base64 of the username, a space and the hex HMAC-MD5 of the challenge."""
+    challenge = b64decode(challenge_b64)  # HMAC the exact bytes, not a re-encoded text
+    key = _encode_utf8(password, "password")
+    digest = hmac.new(key, challenge, hashlib.md5).hexdigest()
+    return b64(f"{username} {digest}")
+
+
+def xoauth2(username: str, token: str) -> str:
+    """Google's XOAUTH2 initial response."""
+    return b64(f"user={username}\x01auth=Bearer {token}\x01\x01")
