@@ -69,8 +69,7 @@ class Endpoint:
             tls_options=self.tls_options.overlay(inner.tls_options),
             timeout=inner.timeout if inner.timeout is not None else self.timeout,
             connect_timeout=(
-                inner.connect_timeout if inner.connect_timeout is not None
-                else self.connect_timeout
+                inner.connect_timeout if inner.connect_timeout is not None else self.connect_timeout
             ),
             source_address=inner.source_address or self.source_address,
         )
@@ -170,8 +169,19 @@ class Group:
 Action = Connect | Send | Raw | Greet | StartTls | Auth | Data | Pipeline | Sleep | Read | Group
 
 ACTION_NAMES = (
-    "connect", "send", "raw", "ehlo", "helo", "lhlo", "starttls", "auth", "data",
-    "pipeline", "sleep", "read", "include",
+    "connect",
+    "send",
+    "raw",
+    "ehlo",
+    "helo",
+    "lhlo",
+    "starttls",
+    "auth",
+    "data",
+    "pipeline",
+    "sleep",
+    "read",
+    "include",
 )
 
 

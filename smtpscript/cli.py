@@ -1,0 +1,206 @@
+"""The command line: a thin error boundary over the library API.
+
+Only this module imports typer. Heavy modules (jsonschema, jinja2, yaml,
+asyncio) are imported inside the commands that need them, so ``--help`` and
+``--version`` stay fast. Every user error becomes one line on stderr and an
+exit code from ExitStatus; ``--traceback`` re-raises for debugging.
+"""
+
+from __future__ import annotations
+
+import enum
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from smtpscript import __version__
+
+
+class ExitStatus(enum.IntEnum):
+    OK = 0
+    FAILED = 1  # a scenario failed or could not be judged
+    USAGE = 2  # usage, validation or configuration error
+    INTERRUPTED = 130
+
+
+app = typer.Typer(
+    name="smtpscript",
+    help="Declarative SMTP scenarios: validate them, run them over raw sockets, report.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+PathsArg = Annotated[
+    list[Path] | None,
+    typer.Argument(help="Scenario files or folders (searched recursively for *.yaml, *.yml)."),
+]
+VarOpt = Annotated[
+    list[str] | None,
+    typer.Option("--var", help="Set a variable: --var NAME=VALUE (repeatable)."),
+]
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"smtpscript {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")
+    ] = False,
+    traceback: Annotated[
+        bool, typer.Option("--traceback", help="Show Python tracebacks (for debugging).")
+    ] = False,
+) -> None:
+    """smtpscript: know what your SMTP servers really do."""
+
+
+def _err(message: str) -> None:
+    typer.echo(message, err=True)
+
+
+def _paths(paths: list[Path] | None) -> list[Path]:
+    return paths or [Path("scenarios")] if Path("scenarios").is_dir() or paths else [Path(".")]
+
+
+def parse_vars(items: list[str] | None) -> dict[str, str]:
+    from smtpscript.errors import ConfigError
+
+    out: dict[str, str] = {}
+    for item in items or []:
+        name, sep, value = item.partition("=")
+        if not sep or not name.isidentifier():
+            raise ConfigError(f"--var {item!r}: expected NAME=VALUE with NAME a plain identifier")
+        out[name] = value
+    return out
+
+
+@app.command()
+def validate(paths: PathsArg = None, var: VarOpt = None) -> None:
+    """Check scenario files against the format; print every problem with file:line:column."""
+    from smtpscript.loading import load_paths
+
+    result = load_paths(_paths(paths), extra_names=parse_vars(var))
+    for problem in result.problems:
+        _err(str(problem))
+    bad_files = len({p.file for p in result.problems})
+    summary = (
+        f"{result.files} file{'s' if result.files != 1 else ''}: "
+        f"{len(result.scenarios)} valid scenario{'s' if len(result.scenarios) != 1 else ''}"
+        + (
+            f", {len(result.fragments)} fragment{'s' if len(result.fragments) != 1 else ''}"
+            if result.fragments
+            else ""
+        )
+    )
+    if result.problems:
+        _err(
+            f"{summary}; {len(result.problems)} problem{'s' if len(result.problems) != 1 else ''}"
+            f" in {bad_files} file{'s' if bad_files != 1 else ''}"
+        )
+        raise typer.Exit(ExitStatus.USAGE)
+    if result.files == 0:
+        _err("no scenario files found (*.yaml, *.yml)")
+        raise typer.Exit(ExitStatus.USAGE)
+    typer.echo(f"{summary}: all valid")
+
+
+@app.command("list")
+def list_(paths: PathsArg = None) -> None:
+    """List scenarios: title, severity, tags and file."""
+    from smtpscript.loading import load_paths
+
+    result = load_paths(_paths(paths), extra_names=_ALL_NAMES)
+    rows = [
+        (s.severity, s.title, ",".join(s.tags), f"{s.file}:{s.pos.line}") for s in result.scenarios
+    ]
+    widths = [max([len(r[i]) for r in rows] + [len(h)]) for i, h in enumerate(_LIST_HEADERS)]
+    if rows:
+        typer.echo(
+            "  ".join(h.ljust(w) for h, w in zip(_LIST_HEADERS, widths, strict=True)).rstrip()
+        )
+    for row in rows:
+        typer.echo("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+    for problem in result.problems:
+        _err(str(problem))
+    if result.problems:
+        raise typer.Exit(ExitStatus.USAGE)
+
+
+_LIST_HEADERS = ("SEVERITY", "TITLE", "TAGS", "FILE")
+
+
+class _AnyName(frozenset):
+    """For `list`: every variable counts as defined (listing is not validating)."""
+
+    def __contains__(self, item: object) -> bool:
+        return True
+
+
+_ALL_NAMES = _AnyName()
+
+
+class SchemaName(str, enum.Enum):
+    scenario = "scenario"
+    results = "results"
+
+
+@app.command()
+def schema(
+    name: Annotated[SchemaName, typer.Argument(help="Which schema.")] = SchemaName.scenario,
+) -> None:
+    """Print a JSON Schema (for editors: yaml-language-server, VS Code)."""
+    from smtpscript.validation import schema_path
+
+    typer.echo(schema_path(name.value).read_text(encoding="utf-8"), nl=False)
+
+
+def run_cli(argv: list[str] | None = None) -> int:
+    """Run the CLI and return its exit status (tests call this in-process)."""
+    from smtpscript.errors import SmtpscriptError
+
+    click_errors = _click_exceptions()
+    args = list(sys.argv[1:] if argv is None else argv)
+    show_traceback = "--traceback" in args
+    try:
+        status = typer.main.get_command(app).main(
+            args=args, prog_name="smtpscript", standalone_mode=False
+        )
+    except (typer.Exit, click_errors.Exit) as exc:
+        return int(exc.exit_code)
+    except click_errors.ClickException as exc:
+        exc.show()
+        return ExitStatus.USAGE
+    except (KeyboardInterrupt, typer.Abort, click_errors.Abort):
+        _err("smtpscript: interrupted")
+        return ExitStatus.INTERRUPTED
+    except SmtpscriptError as exc:
+        if show_traceback:
+            raise
+        _err(f"smtpscript: error: {exc}")
+        return ExitStatus.USAGE
+    # without standalone mode, click returns an Exit's code instead of raising it
+    return status if isinstance(status, int) else ExitStatus.OK
+
+
+def _click_exceptions():  # type: ignore[no-untyped-def]
+    """Click's exception module: typer >= 0.2x vendors click as typer._click."""
+    try:
+        from typer._click import exceptions
+    except ImportError:
+        from click import exceptions
+    if not hasattr(exceptions, "Exit"):
+        exceptions.Exit = typer.Exit  # type: ignore[attr-defined]
+    return exceptions
+
+
+def main() -> None:
+    sys.exit(run_cli())

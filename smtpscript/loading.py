@@ -1,0 +1,244 @@
+"""Find scenario files, validate them, resolve includes and build the model.
+
+This is the library API behind ``smtpscript validate``, ``list`` and ``run``:
+``load_paths`` returns every scenario it could build plus every problem it
+found, across all files, so one call reports everything at once.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from smtpscript import model as m
+from smtpscript.errors import ConfigError, Problem, ScenarioError
+from smtpscript.patterns import parse_code_pattern, parse_status_pattern
+from smtpscript.validation import validate
+from smtpscript.yamlsource import Document, JsonPath, format_path, read_document
+
+SCENARIO_SUFFIXES = (".yaml", ".yml")
+LIBRARY_CONFIG = "smtpscript.yaml"
+MAX_INCLUDE_DEPTH = 10
+
+
+@dataclass
+class LoadResult:
+    scenarios: list[m.Scenario] = field(default_factory=list)
+    fragments: list[str] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+    files: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def discover(paths: Sequence[str | Path]) -> list[Path]:
+    """Scenario files named or found (recursively) under the given paths, in a stable order."""
+    found: list[Path] = []
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            found += sorted(_walk(path))
+        elif path.is_file():
+            found.append(path)
+        else:
+            raise ConfigError(f"{raw}: no such file or directory")
+    return list(dict.fromkeys(found))
+
+
+def _walk(root: Path) -> Iterable[Path]:
+    for folder, dirs, files in os.walk(root):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for name in files:
+            if name.endswith(SCENARIO_SUFFIXES) and name != LIBRARY_CONFIG:
+                yield Path(folder) / name
+
+
+def display_name(path: Path) -> str:
+    """Path as the user would type it: relative to the working directory when inside it."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def load_paths(paths: Sequence[str | Path], extra_names: Iterable[str] = ()) -> LoadResult:
+    """Validate and build every scenario under ``paths``; collect all problems."""
+    result = LoadResult()
+    names = frozenset(extra_names)
+    for path in discover(paths):
+        result.files += 1
+        try:
+            item = load_file(path, names)
+        except ScenarioError as exc:
+            result.problems += exc.problems
+            continue
+        if isinstance(item, m.Scenario):
+            result.scenarios.append(item)
+        else:
+            result.fragments.append(display_name(path))
+    result.problems.sort()
+    return result
+
+
+def load_file(path: Path, extra_names: Iterable[str] = ()) -> m.Scenario | str:
+    """One scenario (or, for a fragment file, its name), or ScenarioError."""
+    doc = read_document(path, display_name(path))
+    problems = validate(doc, extra_names)
+    if problems:
+        raise ScenarioError(problems)
+    if doc.data.get("fragment") is True:
+        return doc.file
+    return _Builder(doc, path, (path.resolve(),)).scenario()
+
+
+class _Builder:
+    """Builds the model from one validated document (and the fragments it includes)."""
+
+    def __init__(self, doc: Document, path: Path, stack: tuple[Path, ...]):
+        self.doc = doc
+        self.path = path
+        self.stack = stack
+
+    def pos(self, path: JsonPath) -> m.SourcePos:
+        line, column = self.doc.mark(path)
+        return m.SourcePos(self.doc.file, line, column)
+
+    def scenario(self) -> m.Scenario:
+        data = self.doc.data
+        return m.Scenario(
+            version=data["smtpscript"],
+            title=data["title"],
+            file=self.doc.file,
+            pos=self.pos(()),
+            steps=self.steps(data["steps"], ("steps",)),
+            description=data.get("description", ""),
+            severity=data.get("severity", "medium"),
+            tags=tuple(data.get("tags", ())),
+            references=tuple(data.get("references", ())),
+            target=endpoint(data.get("target") or {}),
+            vars=dict(data.get("vars") or {}),
+            secrets=tuple(data.get("secrets", ())),
+            public_env=tuple(data.get("public_env", ())),
+            when=data.get("when"),
+        )
+
+    def steps(self, items: list[dict[str, Any]], path: JsonPath) -> tuple[m.Step, ...]:
+        return tuple(self.step(item, (*path, i)) for i, item in enumerate(items))
+
+    def step(self, data: dict[str, Any], path: JsonPath) -> m.Step:
+        kind = next(k for k in data if k in m.ACTION_NAMES)
+        return m.Step(
+            action=self.action(kind, data, path),
+            kind=kind,
+            path=format_path(path),
+            pos=self.pos(path),
+            name=data.get("name"),
+            expect=expectation(data),
+            capture=tuple((data.get("capture") or {}).items()),
+            timeout=data.get("timeout"),
+            when=data.get("when"),
+            repeat=data.get("repeat"),
+            continue_on_fail=bool(data.get("continue_on_fail", False)),
+        )
+
+    def action(self, kind: str, data: dict[str, Any], path: JsonPath) -> m.Action:
+        value = data[kind]
+        if kind == "include":
+            return self.include(value, data.get("with") or {}, (*path, "include"))
+        if kind == "pipeline":
+            return m.Pipeline(self.steps(value, (*path, "pipeline")))
+        return build_action(kind, value)
+
+    def include(self, target: str, with_vars: dict[str, Any], path: JsonPath) -> m.Group:
+        fragment_path = (self.path.parent / target).resolve()
+        if fragment_path in self.stack:
+            raise ScenarioError(
+                [
+                    self.doc.problem(
+                        path, f"include cycle: {target} includes itself (directly or indirectly)"
+                    )
+                ]
+            )
+        if len(self.stack) > MAX_INCLUDE_DEPTH:
+            raise ScenarioError(
+                [self.doc.problem(path, f"includes nested deeper than {MAX_INCLUDE_DEPTH}")]
+            )
+        if not fragment_path.is_file():
+            raise ScenarioError([self.doc.problem(path, f"included file not found: {target}")])
+        doc = read_document(fragment_path, display_name(fragment_path))
+        problems = validate(doc)
+        if problems:
+            raise ScenarioError(problems)
+        if doc.data.get("fragment") is not True:
+            raise ScenarioError(
+                [self.doc.problem(path, f"{target} is not a fragment (add 'fragment: true' to it)")]
+            )
+        inner = _Builder(doc, fragment_path, (*self.stack, fragment_path))
+        defaults = dict(doc.data.get("vars") or {})
+        return m.Group(
+            source=doc.file,
+            steps=inner.steps(doc.data["steps"], ("steps",)),
+            with_vars={**defaults, **with_vars},
+        )
+
+
+def build_action(kind: str, value: Any) -> m.Action:
+    """Model of a leaf action from its validated YAML value."""
+    if kind == "connect":
+        return m.Connect(endpoint(value or {}))
+    if kind == "send":
+        return m.Send(value)
+    if kind == "raw":
+        return m.Raw(value)
+    if kind in ("ehlo", "helo", "lhlo"):
+        return m.Greet(kind.upper(), value)  # type: ignore[arg-type]
+    if kind == "starttls":
+        return m.StartTls(tls_options(value or {}))
+    if kind == "auth":
+        return m.Auth(**value)
+    if kind == "data":
+        return _data(value)
+    if kind == "sleep":
+        return m.Sleep(float(value))
+    if kind == "read":
+        return m.Read()
+    raise AssertionError(f"unhandled action {kind}")  # validation guarantees the kinds
+
+
+def _data(value: str | dict[str, Any]) -> m.Data:
+    if isinstance(value, str):
+        return m.Data(text=value)
+    headers = tuple((k, str(v)) for k, v in (value.get("headers") or {}).items())
+    return m.Data(headers=headers, body=value.get("body", ""))
+
+
+def tls_options(data: dict[str, Any]) -> m.TlsOptions:
+    keys = ("verify", "server_name", "ca_file", "min_version", "client_cert", "client_key")
+    return m.TlsOptions(**{k: data[k] for k in keys if k in data})
+
+
+def endpoint(data: dict[str, Any]) -> m.Endpoint:
+    return m.Endpoint(
+        host=data.get("host"),
+        port=data.get("port"),
+        tls=data.get("tls"),
+        tls_options=tls_options(data),
+        timeout=data.get("timeout"),
+        connect_timeout=data.get("connect_timeout"),
+        source_address=data.get("source_address"),
+    )
+
+
+def expectation(data: dict[str, Any]) -> m.Expectation:
+    tls = data.get("tls")
+    return m.Expectation(
+        codes=parse_code_pattern(data["expect"]) if "expect" in data else None,
+        status=parse_status_pattern(data["status"]) if "status" in data else None,
+        match=data.get("match"),
+        tls=m.TlsExpectation(**tls) if tls else None,
+    )

@@ -1,0 +1,177 @@
+"""Sandboxed Jinja templates, the CR/LF guard's partner, and secret tracking.
+
+Every string in a scenario is a template. Templates come from files that may
+be shared between teams, so they run in Jinja's sandbox with StrictUndefined:
+a misspelt variable is an error, not an empty string sent to a server.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+from collections.abc import Iterable, Iterator, Mapping
+from functools import lru_cache
+from typing import Any
+
+import jinja2
+from jinja2 import meta
+from jinja2.sandbox import SandboxedEnvironment
+
+from smtpscript.results import REDACTED
+
+# Names every template may use besides variables and captures.
+BUILTIN_NAMES = frozenset({"caps", "target", "env", "index", "reply"})
+
+
+class TemplateError(ValueError):
+    """A template that cannot be parsed or rendered; the message is user-facing."""
+
+
+def _b64(value: object) -> str:
+    data = value if isinstance(value, bytes) else str(value).encode("utf-8")
+    return base64.b64encode(data).decode("ascii")
+
+
+def _b64decode(value: object) -> str:
+    return base64.b64decode(str(value)).decode("utf-8", "backslashreplace")
+
+
+@lru_cache(maxsize=1)
+def environment() -> SandboxedEnvironment:
+    env = SandboxedEnvironment(
+        undefined=jinja2.StrictUndefined,
+        autoescape=False,  # SMTP text, not HTML; the HTML report escapes on its own
+        keep_trailing_newline=True,
+    )
+    env.filters["b64"] = _b64
+    env.filters["b64decode"] = _b64decode
+    return env
+
+
+def syntax_error(source: str) -> tuple[int, str] | None:
+    """(line within the template, message) when ``source`` does not parse."""
+    try:
+        environment().parse(source)
+    except jinja2.TemplateSyntaxError as exc:
+        return exc.lineno, f"template error: {exc.message}"
+    return None
+
+
+def expression_error(source: str) -> str | None:
+    try:
+        environment().compile_expression(source)
+    except jinja2.TemplateSyntaxError as exc:
+        return f"expression error: {exc.message}"
+    return None
+
+
+def names_used(source: str, *, expression: bool = False) -> set[str]:
+    """Top-level names a template (or expression) reads; empty if it does not parse."""
+    text = "{{ " + source + " }}" if expression else source
+    try:
+        return set(meta.find_undeclared_variables(environment().parse(text)))
+    except jinja2.TemplateSyntaxError:
+        return set()
+
+
+def is_template(source: str) -> bool:
+    return "{{" in source or "{%" in source or "{#" in source
+
+
+@lru_cache(maxsize=4096)
+def _compiled(source: str) -> jinja2.Template:
+    return environment().from_string(source)
+
+
+def render(source: str, context: Mapping[str, Any]) -> str:
+    """Render one template string; plain strings are returned as they are (fast path)."""
+    if not is_template(source):
+        return source
+    try:
+        return _compiled(source).render(context)
+    except jinja2.UndefinedError as exc:
+        raise TemplateError(f"undefined variable: {exc.message}") from None
+    except jinja2.TemplateError as exc:
+        raise TemplateError(f"template error: {exc}") from None
+    except (TypeError, ValueError, ArithmeticError) as exc:
+        raise TemplateError(f"template error: {exc}") from None
+
+
+def evaluate(expression: str, context: Mapping[str, Any]) -> Any:
+    """Evaluate a ``when:`` expression."""
+    try:
+        return environment().compile_expression(expression, undefined_to_none=False)(context)
+    except jinja2.UndefinedError as exc:
+        raise TemplateError(f"undefined variable: {exc.message}") from None
+    except jinja2.TemplateError as exc:
+        raise TemplateError(f"expression error: {exc}") from None
+    except (TypeError, ValueError, ArithmeticError) as exc:
+        raise TemplateError(f"expression error: {exc}") from None
+
+
+class SecretTracker:
+    """Collects secret values and blanks them (and their base64 forms) out of text."""
+
+    def __init__(self, secrets: Iterable[str] = ()):
+        self._values: set[str] = set()
+        for value in secrets:
+            self.add(value)
+
+    def add(self, value: object) -> None:
+        text = str(value) if value is not None else ""
+        if not text:
+            return
+        self._values.add(text)
+        self._values.add(_b64(text))
+
+    def add_encoded(self, payload: str) -> None:
+        """An AUTH payload: the base64 string and what it decodes to."""
+        self.add(payload)
+        try:
+            decoded = base64.b64decode(payload, validate=True).decode("utf-8", "ignore")
+        except ValueError:
+            return
+        for part in decoded.split("\0"):
+            if len(part) >= 1:
+                self._values.add(part)
+
+    def __bool__(self) -> bool:
+        return bool(self._values)
+
+    def redact(self, text: str) -> str:
+        if not self._values or not text:
+            return text
+        # longest first, so a secret that contains another is blanked whole
+        for value in sorted(self._values, key=len, reverse=True):
+            if value in text:
+                text = text.replace(value, REDACTED)
+        return text
+
+
+class EnvView(Mapping[str, str]):
+    """``env`` in templates: reading a value marks it secret unless listed as public."""
+
+    def __init__(
+        self,
+        tracker: SecretTracker,
+        public: Iterable[str] = (),
+        source: Mapping[str, str] | None = None,
+    ):
+        self._tracker = tracker
+        self._public = frozenset(public)
+        self._source = os.environ if source is None else source
+
+    def __getitem__(self, key: str) -> str:
+        value = self._source[key]
+        if key not in self._public:
+            self._tracker.add(value)
+        return value
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._source)
+
+    def __len__(self) -> int:
+        return len(self._source)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._source
