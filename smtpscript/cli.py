@@ -148,7 +148,7 @@ class _AnyName(frozenset):
 _ALL_NAMES = _AnyName()
 
 
-class SchemaName(str, enum.Enum):
+class SchemaName(enum.StrEnum):
     scenario = "scenario"
     results = "results"
 
