@@ -187,6 +187,11 @@ def run_cli(argv: list[str] | None = None) -> int:
             raise
         _err(f"smtpscript: error: {exc}")
         return ExitStatus.USAGE
+    except OSError as exc:  # a file we were told to read or write
+        if show_traceback:
+            raise
+        _err(f"smtpscript: error: {exc.filename or ''}: {exc.strerror or exc}")
+        return ExitStatus.USAGE
     # without standalone mode, click returns an Exit's code instead of raising it
     return status if isinstance(status, int) else ExitStatus.OK
 
@@ -197,8 +202,9 @@ def _click_exceptions():  # type: ignore[no-untyped-def]
         from typer._click import exceptions
     except ImportError:
         from click import exceptions
-    if not hasattr(exceptions, "Exit"):
-        exceptions.Exit = typer.Exit  # type: ignore[attr-defined]
+    for name, fallback in (("Exit", typer.Exit), ("Abort", typer.Abort)):
+        if not hasattr(exceptions, name):
+            setattr(exceptions, name, fallback)
     return exceptions
 
 
