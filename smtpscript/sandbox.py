@@ -111,7 +111,7 @@ _ENHANCED_BY_CODE = {
 }  # fmt: skip
 
 
-def with_enhanced_code(reply: str) -> str:
+def _with_enhanced_code(reply: str) -> str:
     """Give one of aiosmtpd's own replies the enhanced status code an MTA would send."""
     if reply in _REPLACED_REPLIES:
         return _REPLACED_REPLIES[reply]
@@ -362,7 +362,7 @@ class _SandboxSMTP(SMTP):
 
     async def push(self, status: AnyStr) -> None:
         if isinstance(status, str):
-            await super().push(with_enhanced_code(status))
+            await super().push(_with_enhanced_code(status))
         else:
             await super().push(status)
 
