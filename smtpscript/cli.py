@@ -148,6 +148,124 @@ class _AnyName(frozenset):
 _ALL_NAMES = _AnyName()
 
 
+TargetOpt = Annotated[
+    list[str] | None,
+    typer.Option("--target", "-t", help="HOST[:PORT], [IPv6]:PORT or 'sandbox' (repeatable)."),
+]
+
+
+class Severity(enum.StrEnum):
+    info = "info"
+    low = "low"
+    medium = "medium"
+    high = "high"
+    critical = "critical"
+
+
+@app.command()
+def run(
+    paths: PathsArg = None,
+    target: TargetOpt = None,
+    var: VarOpt = None,
+    tag: Annotated[
+        list[str] | None, typer.Option("--tag", help="Only scenarios with this tag (repeatable).")
+    ] = None,
+    jobs: Annotated[
+        int, typer.Option("--jobs", "-j", min=1, max=512, help="Scenario runs at once.")
+    ] = 4,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Write JSON results.")] = None,
+    html_out: Annotated[Path | None, typer.Option("--html", help="Write the HTML report.")] = None,
+    junit_out: Annotated[Path | None, typer.Option("--junit", help="Write JUnit XML.")] = None,
+    fail_on: Annotated[
+        Severity, typer.Option("--fail-on", help="Exit 1 only for findings this severe or worse.")
+    ] = Severity.info,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Show the conversation.")
+    ] = False,
+) -> None:
+    """Run scenarios against targets; print a line per scenario (the conversation with -v)."""
+    from smtpscript.api import run_paths
+
+    outcome = run_paths(
+        _paths(paths),
+        targets=target or [],
+        variables=parse_vars(var),
+        tags=tag or [],
+        concurrency=jobs,
+        verbose=verbose,
+    )
+    if outcome.problems:
+        for problem in outcome.problems:
+            _err(str(problem))
+        raise typer.Exit(ExitStatus.USAGE)
+    _write_outputs(outcome.run, json_out, html_out, junit_out)
+    raise typer.Exit(ExitStatus.FAILED if outcome.failed(fail_on.value) else ExitStatus.OK)
+
+
+def _write_outputs(
+    run_result,
+    json_out: Path | None,
+    html_out: Path | None,  # type: ignore[no-untyped-def]
+    junit_out: Path | None,
+) -> None:
+    if json_out:
+        from smtpscript.results import write_json
+
+        write_json(run_result, json_out)
+    if html_out:
+        from smtpscript.report import write_html
+
+        write_html(run_result, html_out)
+    if junit_out:
+        from smtpscript.report import write_junit
+
+        write_junit(run_result, junit_out)
+
+
+@app.command()
+def report(
+    results: Annotated[list[Path], typer.Argument(help="results.json files (several merge).")],
+    html_out: Annotated[Path | None, typer.Option("--html", help="Write the HTML report.")] = None,
+    junit_out: Annotated[Path | None, typer.Option("--junit", help="Write JUnit XML.")] = None,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Write merged JSON.")] = None,
+) -> None:
+    """Render reports again from saved JSON results (several files merge into one)."""
+    from smtpscript.api import load_results
+
+    if not (html_out or junit_out or json_out):
+        raise typer.BadParameter("give at least one of --html, --junit, --json")
+    _write_outputs(load_results(results), json_out, html_out, junit_out)
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="SMTP port (STARTTLS offered).")] = 2525,
+    tls_port: Annotated[int | None, typer.Option("--tls-port", help="Implicit-TLS port.")] = None,
+    open_relay: Annotated[
+        bool,
+        typer.Option("--open-relay", help="Accept mail for any domain (to see an audit fail)."),
+    ] = False,
+    maildir: Annotated[
+        Path | None, typer.Option(help="Also write accepted mail to this Maildir.")
+    ] = None,
+    domain: Annotated[str, typer.Option(help="Local mail domain.")] = "sandbox.test",
+) -> None:
+    """Run the embedded sandbox SMTP server until Ctrl-C."""
+    from smtpscript.api import serve_sandbox
+
+    serve_sandbox(
+        host=host,
+        port=port,
+        tls_port=tls_port,
+        open_relay=open_relay,
+        maildir=maildir,
+        domain=domain,
+        echo=typer.echo,
+    )
+    raise typer.Exit(ExitStatus.INTERRUPTED)
+
+
 class SchemaName(enum.StrEnum):
     scenario = "scenario"
     results = "results"

@@ -99,10 +99,11 @@ def load_file(path: Path, extra_names: Iterable[str] = ()) -> m.Scenario | str:
 class _Builder:
     """Builds the model from one validated document (and the fragments it includes)."""
 
-    def __init__(self, doc: Document, path: Path, stack: tuple[Path, ...]):
+    def __init__(self, doc: Document, path: Path, stack: tuple[Path, ...], prefix: JsonPath = ()):
         self.doc = doc
         self.path = path
         self.stack = stack
+        self.prefix = prefix  # path of the include step, for fragments
 
     def pos(self, path: JsonPath) -> m.SourcePos:
         line, column = self.doc.mark(path)
@@ -135,7 +136,7 @@ class _Builder:
         return m.Step(
             action=self.action(kind, data, path),
             kind=kind,
-            path=format_path(path),
+            path=format_path((*self.prefix, *path)),
             pos=self.pos(path),
             name=data.get("name"),
             expect=expectation(data),
@@ -178,7 +179,8 @@ class _Builder:
             raise ScenarioError(
                 [self.doc.problem(path, f"{target} is not a fragment (add 'fragment: true' to it)")]
             )
-        inner = _Builder(doc, fragment_path, (*self.stack, fragment_path))
+        # inner steps show as a path through the include: steps[0].include.steps[1]
+        inner = _Builder(doc, fragment_path, (*self.stack, fragment_path), (*self.prefix, *path))
         defaults = dict(doc.data.get("vars") or {})
         return m.Group(
             source=doc.file,

@@ -216,3 +216,19 @@ class Scenario:
     secrets: tuple[str, ...] = ()
     public_env: tuple[str, ...] = ()
     when: str | None = None
+
+
+@dataclass(frozen=True)
+class Target:
+    """A server to run against: from --target, the library's targets, or the sandbox.
+
+    Its ``endpoint`` sits between the scenario's ``target`` defaults and a
+    ``connect`` step: host and port replace the scenario's, TLS trust
+    settings (ca_file, server_name) layer in. ``implicit_tls_port`` is where
+    to go when a scenario asks for implicit TLS (the sandbox has one).
+    """
+
+    name: str
+    endpoint: Endpoint
+    vars: dict[str, Any] = field(default_factory=dict)
+    implicit_tls_port: int | None = None

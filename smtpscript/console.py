@@ -1,0 +1,67 @@
+"""Console view of results: one line per scenario, the conversation with -v.
+
+Fed plain results; knows nothing of the runner. Colour only on a terminal.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import TextIO
+
+from smtpscript.results import RunResult, ScenarioResult
+
+_LABELS = {"passed": "PASS", "failed": "FAIL", "error": "ERROR", "skipped": "SKIP"}
+_COLOURS = {"passed": "32", "failed": "31", "error": "35", "skipped": "33"}
+
+
+class ConsoleView:
+    def __init__(
+        self, out: TextIO | None = None, *, verbose: bool = False, colour: bool | None = None
+    ):
+        self.out = out or sys.stdout
+        self.verbose = verbose
+        self.colour = self.out.isatty() if colour is None else colour
+
+    def _paint(self, text: str, verdict: str) -> str:
+        return f"\x1b[{_COLOURS[verdict]}m{text}\x1b[0m" if self.colour else text
+
+    def scenario(self, result: ScenarioResult) -> None:
+        label = self._paint(f"{_LABELS[result.verdict]:<5}", result.verdict)
+        seconds = result.duration_ms / 1000
+        self._line(
+            f"{label} {result.target.name}  {result.title}  "
+            f"[{result.severity}] {result.file}:{result.line}  {seconds:.2f}s"
+        )
+        if result.reason and result.verdict != "passed":
+            self._line(f"      {result.reason}")
+        if self.verbose:
+            self.conversation(result)
+
+    def conversation(self, result: ScenarioResult) -> None:
+        for entry in result.transcript:
+            marker = {"C": "C:", "S": "S:", "*": "  *"}[entry.direction]
+            self._line(f"      {entry.t * 1000:8.1f}ms {marker} {entry.text}")
+        for note in result.protocol_violations:
+            self._line(f"      ! {note}")
+
+    def summary(self, run: RunResult) -> None:
+        counts = run.counts()
+        parts = [f"{counts['passed']} passed", f"{counts['failed']} failed"]
+        parts += [f"{counts[k]} {k}" for k in ("error", "skipped") if counts[k]]
+        findings = [s for s in run.scenarios if s.is_finding]
+        by_severity = _severity_counts(findings)
+        tail = f"; findings: {by_severity}" if findings else ""
+        self._line(
+            f"smtpscript: {len(run.scenarios)} scenario runs: {', '.join(parts)} "
+            f"in {run.duration_ms / 1000:.2f}s{tail}"
+        )
+
+    def _line(self, text: str) -> None:
+        self.out.write(text + "\n")
+        self.out.flush()
+
+
+def _severity_counts(findings: list[ScenarioResult]) -> str:
+    order = ("critical", "high", "medium", "low", "info")
+    counts = {s: sum(1 for f in findings if f.severity == s) for s in order}
+    return ", ".join(f"{n} {s}" for s, n in counts.items() if n)

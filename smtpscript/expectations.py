@@ -1,0 +1,103 @@
+"""Judging replies: does a reply meet a step's expectation, and if not, why not.
+
+Every failure is one sentence of the form "expected X, got Y" so that console,
+JUnit and HTML can show it as it is.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+
+from smtpscript.model import Expectation, TlsExpectation
+from smtpscript.patterns import CodePattern
+from smtpscript.protocol import Reply
+from smtpscript.results import TlsFacts
+from smtpscript.session import Closed
+from smtpscript.tlsinfo import version_at_least
+
+
+@lru_cache(maxsize=1024)
+def compiled(pattern: str) -> re.Pattern[str]:
+    return re.compile(pattern)
+
+
+def codes_of(expect: Expectation, default: CodePattern) -> CodePattern:
+    return expect.codes or default
+
+
+def describe(expect: Expectation, default: CodePattern) -> str:
+    """Human wording of an expectation: '550 or 554, status 5.7.x, matching /relay/'."""
+    parts = [str(codes_of(expect, default))]
+    if expect.status:
+        parts.append(f"status {expect.status}")
+    if expect.match:
+        parts.append(f"matching /{expect.match}/")
+    return ", ".join(parts)
+
+
+def got(reply: Reply | Closed) -> str:
+    return reply.describe() if isinstance(reply, Closed) else shorten(reply.short())
+
+
+def shorten(text: str, limit: int = 300) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def check(expect: Expectation, default: CodePattern, reply: Reply | Closed) -> str | None:
+    """None when the reply meets the expectation, else the expected-vs-got sentence."""
+    codes = codes_of(expect, default)
+    wanted = describe(expect, default)
+    if isinstance(reply, Closed):
+        return None if codes.expects_closed else f"expected {wanted}, got {got(reply)}"
+    if codes.expects_closed and not codes.accepts_any_reply and not _code_ok(codes, reply):
+        return f"expected the server to close the connection, got {got(reply)}"
+    if not _code_ok(codes, reply):
+        return f"expected {wanted}, got {got(reply)}"
+    if expect.status and not expect.status.matches(reply.status):
+        status = reply.status or "no enhanced status code"
+        return f"expected status {expect.status}, got {status} in {got(reply)}"
+    if expect.match and not compiled(expect.match).search(reply.text):
+        return f"expected a reply matching /{expect.match}/, got {got(reply)}"
+    return None
+
+
+def _code_ok(codes: CodePattern, reply: Reply) -> bool:
+    return codes.accepts_any_reply or codes.matches(reply.code)
+
+
+def capture(patterns: tuple[tuple[str, str], ...], text: str) -> tuple[dict[str, str], str | None]:
+    """Values for ``capture:`` (first group, else whole match) or the failure sentence."""
+    values: dict[str, str] = {}
+    for name, pattern in patterns:
+        found = compiled(pattern).search(text)
+        if not found:
+            return values, f"expected the reply to contain /{pattern}/ to capture {name}"
+        values[name] = found.group(1) if found.re.groups else found.group(0)
+    return values, None
+
+
+def check_tls(expect: TlsExpectation, facts: TlsFacts | None) -> str | None:
+    if facts is None:
+        return "expected a TLS session, got none"
+    problems = []
+    if expect.min_version and not version_at_least(facts.version, expect.min_version):
+        problems.append(f"expected TLS {expect.min_version} or newer, got {facts.version}")
+    if expect.verified is not None and facts.verified != expect.verified:
+        state = "verified" if facts.verified else f"not verified ({facts.verify_error})"
+        problems.append(
+            f"expected the certificate {'' if expect.verified else 'not '}to verify, got {state}"
+        )
+    if expect.days_left is not None and (
+        facts.days_left is None or facts.days_left < expect.days_left
+    ):
+        problems.append(
+            f"expected the certificate valid for at least {expect.days_left} more "
+            f"days, got {facts.days_left} (expires {facts.not_after})"
+        )
+    if expect.name_matches is not None and facts.name_matches != expect.name_matches:
+        problems.append(
+            f"expected the certificate {'' if expect.name_matches else 'not '}to "
+            f"match {facts.server_name}, got names {', '.join(facts.sans) or 'none'}"
+        )
+    return "; ".join(problems) or None

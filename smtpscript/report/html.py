@@ -1,0 +1,307 @@
+"""The HTML audit report: one self-contained, deterministic file.
+
+Python computes everything that needs logic (sorting, counts, anchors, chart
+geometry); the templates only lay it out. Templates are rendered in a sandboxed,
+autoescaping Jinja environment, and result data is only ever passed *into* a
+template, never rendered *as* one: a server reply of ``{{7*7}}`` shows as
+``{{7*7}}``. A Content-Security-Policy in the page allows no network access
+and only our own inline script (pinned by hash), as a second line of defence.
+"""
+
+from __future__ import annotations
+
+import base64
+import functools
+import hashlib
+import re
+from collections import Counter
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from smtpscript.results import VERDICTS, ReplyRecord, RunResult, ScenarioResult, StepResult
+
+if TYPE_CHECKING:
+    from jinja2 import Environment
+
+SEVERITY_ORDER = ("critical", "high", "medium", "low", "info")
+VERDICT_ORDER = ("failed", "error", "skipped", "passed")
+CHART_BARS = 15
+BAR_PITCH = 26  # px per bar row in the chart
+BAR_MAX = 480  # px of the longest bar
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_NON_SLUG = re.compile(r"[^a-z0-9]+")
+
+
+@dataclass(frozen=True)
+class ConvLine:
+    """One line of a conversation: css class (c, s, n) and text."""
+
+    cls: str
+    text: str
+
+
+@dataclass(frozen=True)
+class Item:
+    """One scenario on one target, as the details section shows it."""
+
+    result: ScenarioResult
+    anchor: str
+    failing: StepResult | None
+    steps: list[tuple[StepResult, list[ConvLine]]]
+
+
+@dataclass(frozen=True)
+class MatrixRow:
+    scenario_id: str
+    title: str
+    severity: str
+    cells: list[Item | None]
+    bad: bool  # a failure or error on some target
+
+
+@dataclass(frozen=True)
+class Bar:
+    label: str
+    value: str
+    anchor: str
+    verdict: str
+    y: int
+    width: float  # px
+
+    @property
+    def value_x(self) -> float:
+        return round(386 + self.width, 1)
+
+
+@dataclass(frozen=True)
+class Chart:
+    bars: list[Bar]
+    height: int
+    caption: str
+
+
+def render(run: RunResult) -> str:
+    template = _environment().get_template("report.html.j2")
+    script = _script()
+    html = template.render(
+        view=build_view(run),
+        script=_markup(script),
+        script_hash=base64.b64encode(hashlib.sha256(script.encode()).digest()).decode(),
+    )
+    # The engine already escapes control bytes; this keeps a stray one visible
+    # instead of letting it reach the browser (or a terminal that cats the file).
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", html)
+
+
+@functools.lru_cache(maxsize=1)
+def _environment() -> Environment:
+    from jinja2 import PackageLoader, StrictUndefined
+    from jinja2.sandbox import SandboxedEnvironment
+
+    env = SandboxedEnvironment(
+        loader=PackageLoader("smtpscript.report", "templates"),
+        autoescape=True,
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters["ms"] = format_ms
+    env.filters["when"] = format_when
+    return env
+
+
+@functools.lru_cache(maxsize=1)
+def _script() -> str:
+    env = _environment()
+    assert env.loader is not None
+    source, _, _ = env.loader.get_source(env, "report.js.j2")
+    return source.strip()
+
+
+def _markup(text: str) -> Any:
+    from markupsafe import Markup
+
+    return Markup(text)
+
+
+# --- view model ---------------------------------------------------------------
+
+
+def build_view(run: RunResult) -> dict[str, Any]:
+    items = sorted_items(run)
+    targets = _target_names(run)
+    return {
+        "run": run,
+        "status": "passed" if run.ok else "failed",
+        "counts": [(v, run.counts()[v]) for v in VERDICT_ORDER],
+        "total": len(run.scenarios),
+        "errors": run.counts()["error"],
+        "findings": findings_by_severity(run),
+        "finding_items": [i for i in items if i.result.verdict == "failed"],
+        "targets": targets,
+        "target_info": {t.name: t for t in run.targets},
+        "matrix": matrix(items, targets),
+        "groups": _groups(items),
+        "chart": chart(items),
+    }
+
+
+def sorted_items(run: RunResult) -> list[Item]:
+    anchors = anchors_for(run.scenarios)
+    items = [_item(r, a) for r, a in zip(run.scenarios, anchors, strict=True)]
+    return sorted(items, key=_item_key)
+
+
+def _item_key(item: Item) -> tuple[int, int, str, str, str]:
+    r = item.result
+    return (
+        _rank(VERDICT_ORDER, r.verdict),
+        _rank(SEVERITY_ORDER, r.severity),
+        r.target.name,
+        r.scenario_id,
+        item.anchor,
+    )
+
+
+def _rank(order: tuple[str, ...], value: str) -> int:
+    return order.index(value) if value in order else len(order)
+
+
+def _item(result: ScenarioResult, anchor: str) -> Item:
+    failing = next((s for s in result.steps if s.verdict in ("failed", "error")), None)
+    steps = [(s, conversation(s)) for s in result.steps]
+    return Item(result=result, anchor=anchor, failing=failing, steps=steps)
+
+
+def conversation(step: StepResult) -> list[ConvLine]:
+    """C:/S: lines of one step, replies written back in SMTP's own shape."""
+    lines = [ConvLine("c", f"C: {text}") for text in step.sent]
+    for reply in step.replies:
+        lines.extend(_reply_lines(reply))
+    return lines
+
+
+def _reply_lines(reply: ReplyRecord) -> list[ConvLine]:
+    if reply.code is None:
+        return [ConvLine("n", "*  connection closed")]
+    if not reply.lines:
+        return [ConvLine("s", f"S: {reply.code}")]
+    last = len(reply.lines) - 1
+    return [
+        ConvLine("s", f"S: {reply.code}{' ' if i == last else '-'}{text}".rstrip())
+        for i, text in enumerate(reply.lines)
+    ]
+
+
+def anchors_for(results: list[ScenarioResult]) -> list[str]:
+    """Stable, unique, URL-safe ids from target name + scenario id."""
+    seen: Counter[str] = Counter()
+    out = []
+    for r in results:
+        base = anchor(r.target.name, r.scenario_id)
+        seen[base] += 1
+        out.append(base if seen[base] == 1 else f"{base}-{seen[base]}")
+    return out
+
+
+def anchor(target: str, scenario_id: str) -> str:
+    digest = hashlib.sha256(f"{target}\0{scenario_id}".encode(errors="replace")).hexdigest()
+    return f"r-{_slug(target)}-{_slug(scenario_id)}-{digest[:6]}"
+
+
+def _slug(text: str) -> str:
+    return _NON_SLUG.sub("-", text.lower()).strip("-")[:40].strip("-") or "x"
+
+
+def findings_by_severity(run: RunResult) -> list[tuple[str, int]]:
+    counts = Counter(r.severity for r in run.scenarios if r.verdict == "failed")
+    extra = sorted(s for s in counts if s not in SEVERITY_ORDER)
+    return [(s, counts[s]) for s in (*SEVERITY_ORDER, *extra)]
+
+
+def _target_names(run: RunResult) -> list[str]:
+    names = [t.name for t in run.targets]
+    for r in run.scenarios:
+        if r.target.name not in names:
+            names.append(r.target.name)
+    return names
+
+
+def matrix(items: list[Item], targets: list[str]) -> list[MatrixRow]:
+    """Scenarios × targets; rows in the items' order, so the worst come first."""
+    rows: dict[str, dict[str, Item]] = {}
+    for item in items:
+        rows.setdefault(item.result.scenario_id, {}).setdefault(item.result.target.name, item)
+    out = []
+    for scenario_id, cells in rows.items():
+        first = next(iter(cells.values())).result
+        bad = any(c.result.verdict in ("failed", "error") for c in cells.values())
+        out.append(
+            MatrixRow(
+                scenario_id, first.title, first.severity, [cells.get(t) for t in targets], bad
+            )
+        )
+    return out
+
+
+def _groups(items: list[Item]) -> list[tuple[str, list[Item]]]:
+    groups = [(v, [i for i in items if i.result.verdict == v]) for v in VERDICT_ORDER]
+    return [(v, members) for v, members in groups if members]
+
+
+def chart(items: list[Item]) -> Chart:
+    """Horizontal bars of the slowest scenario runs, laid out here (no JS)."""
+    slowest = sorted(items, key=lambda i: (-i.result.duration_ms, i.anchor))[:CHART_BARS]
+    top = max((i.result.duration_ms for i in slowest), default=0.0) or 1.0
+    bars = [
+        Bar(
+            label=_clip(f"{i.result.title} · {i.result.target.name}", 48),
+            value=format_ms(i.result.duration_ms),
+            anchor=i.anchor,
+            verdict=i.result.verdict,
+            y=n * BAR_PITCH,
+            width=round(max(i.result.duration_ms / top * BAR_MAX, 1.0), 1),
+        )
+        for n, i in enumerate(slowest)
+    ]
+    caption = (
+        f"The {len(bars)} slowest of {len(items)} scenario runs"
+        if len(items) > len(bars)
+        else "Duration of each scenario run"
+    )
+    return Chart(bars=bars, height=len(bars) * BAR_PITCH, caption=caption)
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+# --- filters ------------------------------------------------------------------
+
+
+def format_ms(ms: float) -> str:
+    if ms < 1:
+        return f"{ms:.2f} ms"
+    if ms < 1000:
+        return f"{ms:.0f} ms"
+    if ms < 60_000:
+        return f"{ms / 1000:.2f} s"
+    minutes, seconds = divmod(ms / 1000, 60)
+    return f"{minutes:.0f} min {seconds:.0f} s"
+
+
+def format_when(iso: str) -> str:
+    """ISO 8601 as a readable UTC time; anything unparsable is shown as given."""
+    if not iso:
+        return "—"
+    try:
+        moment = datetime.fromisoformat(iso)
+    except ValueError:
+        return iso
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(UTC)
+    return moment.strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+assert set(VERDICT_ORDER) == set(VERDICTS)

@@ -1,0 +1,707 @@
+"""Run scenarios against targets: one scenario on one target, or many at once.
+
+A ScenarioRun walks the model's steps over one Session, rendering templates
+just before use, judging each reply (expectations.py) and recording a
+StepResult per executed step. Results are redacted as a last pass, so nothing
+that the SecretTracker learnt about during the run can leak into any output.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import email.utils
+import time
+import uuid
+from collections import ChainMap
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from smtpscript import __version__, expectations, protocol, transcript
+from smtpscript import model as m
+from smtpscript.errors import LocalProtocolError, RemoteProtocolError
+from smtpscript.patterns import CodePattern
+from smtpscript.protocol import Reply
+from smtpscript.results import (
+    ReplyRecord,
+    RunResult,
+    ScenarioResult,
+    StepResult,
+    TargetInfo,
+    Verdict,
+)
+from smtpscript.session import Closed, ConnectError, ReplyTimeout, Session
+from smtpscript.templating import EnvView, SecretTracker, TemplateError, evaluate, render
+from smtpscript.tlsinfo import make_context
+
+ANY = CodePattern(("any",))
+DEFAULTS: dict[str, CodePattern] = {
+    "connect": CodePattern(("220",)),
+    "send": CodePattern(("2xx", "3xx")),
+    "raw": ANY,
+    "ehlo": CodePattern(("250",)),
+    "helo": CodePattern(("250",)),
+    "lhlo": CodePattern(("250",)),
+    "starttls": CodePattern(("220",)),
+    "auth": CodePattern(("235",)),
+    "data": CodePattern(("250",)),
+    "read": ANY,
+}
+MAX_REPEAT = 100_000
+QUIT_TIMEOUT = 2.0
+
+
+class StepError(Exception):
+    """The step could not be judged (connection, TLS, template, protocol): verdict error."""
+
+
+class StepFailed(Exception):
+    """An expectation was not met: verdict failed. The message is the expected-vs-got line."""
+
+
+@dataclass
+class RunOptions:
+    """Everything a run needs besides scenarios and targets."""
+
+    overrides: dict[str, Any] = field(default_factory=dict)  # --var, highest precedence
+    library_vars: dict[str, Any] = field(default_factory=dict)
+    environ: Mapping[str, str] | None = None  # default: os.environ
+    public_env: tuple[str, ...] = ()
+    concurrency: int = 4
+
+
+@dataclass
+class _Record:
+    """A StepResult under construction."""
+
+    result: StepResult
+    started: float
+
+
+class ScenarioRun:
+    def __init__(self, scenario: m.Scenario, target: m.Target, options: RunOptions):
+        self.scenario = scenario
+        self.target = target
+        self.options = options
+        self.tracker = SecretTracker()
+        self.session: Session | None = None
+        self.clock = Session().started  # transcript times are relative to this
+        self.events: list[Any] = []
+        self.violations: list[str] = []
+        self.steps: list[StepResult] = []
+        self.base_endpoint = scenario.target.overlay(target.endpoint)
+        env = EnvView(self.tracker, (*options.public_env, *scenario.public_env), options.environ)
+        self.scope: ChainMap[str, Any] = ChainMap(
+            {}, {"caps": {}, "env": env, "reply": None, "target": self._target_info()}
+        )
+
+    # --- the scenario --------------------------------------------------------------
+
+    async def run(self) -> ScenarioResult:
+        started_at = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+        t0 = time.monotonic()
+        verdict, reason = await self._run_guarded()
+        result = ScenarioResult(
+            scenario_id=self.scenario.file,
+            file=self.scenario.file,
+            line=self.scenario.pos.line,
+            title=self.scenario.title,
+            description=self.scenario.description,
+            severity=self.scenario.severity,
+            tags=list(self.scenario.tags),
+            references=list(self.scenario.references),
+            target=self._target_result(),
+            verdict=verdict,
+            reason=reason,
+            started_at=started_at,
+            duration_ms=round((time.monotonic() - t0) * 1000, 3),
+            steps=self.steps,
+            transcript=transcript.build(self.events, self.tracker),
+            protocol_violations=self.violations,
+        )
+        return _redacted(result, self.tracker)
+
+    async def _run_guarded(self) -> tuple[Verdict, str | None]:
+        try:
+            self._init_vars()
+            if self.scenario.when is not None and not self._evaluate(self.scenario.when):
+                return "skipped", f"when: {self.scenario.when} is false"
+            if not self.base_endpoint.host:
+                return "error", "no target host: pass --target HOST[:PORT] or 'sandbox'"
+            await self._run_steps(self.scenario.steps)
+        except TemplateError as exc:
+            return "error", str(exc)
+        finally:
+            await self._quit_and_close()
+        return self._verdict()
+
+    def _verdict(self) -> tuple[Verdict, str | None]:
+        for step in self.steps:
+            if step.verdict in ("failed", "error"):
+                return step.verdict, f"{step.path} ({step.name}): {step.message}"
+        return "passed", None
+
+    def _init_vars(self) -> None:
+        """Vars layered lowest first: scenario < library < target < --var; rendered in order."""
+        layers = [
+            self.scenario.vars,
+            self.options.library_vars,
+            self.target.vars,
+            self.options.overrides,
+        ]
+        values = self.scope.maps[0]
+        for layer in layers:
+            for name, value in layer.items():
+                values[name] = self._render(value) if isinstance(value, str) else value
+        for name in self.scenario.secrets:
+            if name in values:
+                self.tracker.add(values[name])
+
+    # --- steps -----------------------------------------------------------------------
+
+    async def _run_steps(self, steps: Iterable[m.Step]) -> bool:
+        """Run steps in order; False when a failed step ends the scenario."""
+        for step in steps:
+            if not await self._run_step(step):
+                return False
+        return True
+
+    async def _run_step(self, step: m.Step) -> bool:
+        if step.when is not None and not self._evaluate(step.when):
+            self._skip(step, f"when: {step.when} is false")
+            return True
+        count = self._repeat_count(step)
+        for index in range(1, count + 1):
+            self.scope.maps[0]["index"] = index
+            ok = await self._run_once(step, index if step.repeat is not None else None)
+            if not ok and not step.continue_on_fail:
+                return False
+        return True
+
+    def _repeat_count(self, step: m.Step) -> int:
+        if step.repeat is None:
+            return 1
+        value = self._render(step.repeat) if isinstance(step.repeat, str) else step.repeat
+        try:
+            count = int(value)
+        except (TypeError, ValueError):
+            raise TemplateError(f"{step.path}.repeat: {value!r} is not a whole number") from None
+        if not 1 <= count <= MAX_REPEAT:
+            raise TemplateError(f"{step.path}.repeat: {count} is outside 1..{MAX_REPEAT}")
+        return count
+
+    async def _run_once(self, step: m.Step, repeat_index: int | None) -> bool:
+        action = step.action
+        if isinstance(action, m.Group):
+            return await self._run_group(action)
+        if isinstance(action, m.Pipeline):
+            return await self._pipeline(step, action, repeat_index)
+        if not isinstance(action, m.Connect | m.Sleep) and self.session is None:
+            if not await self._implicit_connect(step):
+                return False
+        record = self._start(step, repeat_index)
+        try:
+            await self._dispatch(step, record)
+        except StepFailed as exc:
+            return self._finish(record, "failed", str(exc))
+        except (
+            StepError,
+            ConnectError,
+            ReplyTimeout,
+            RemoteProtocolError,
+            LocalProtocolError,
+            TemplateError,
+            ConnectionError,
+        ) as exc:
+            verdict: Verdict = "failed" if getattr(exc, "verify_failed", False) else "error"
+            return self._finish(record, verdict, str(exc))
+        return self._finish(record, "passed", None)
+
+    async def _run_group(self, group: m.Group) -> bool:
+        rendered = {
+            k: self._render(v) if isinstance(v, str) else v for k, v in group.with_vars.items()
+        }
+        self.scope.maps.insert(0, rendered)
+        try:
+            return await self._run_steps(group.steps)
+        finally:
+            self.scope.maps.pop(0)
+
+    async def _implicit_connect(self, before: m.Step) -> bool:
+        step = m.Step(
+            action=m.Connect(),
+            kind="connect",
+            path=before.path,
+            pos=before.pos,
+            name="connect (implicit)",
+        )
+        return await self._run_once(step, None)
+
+    async def _dispatch(self, step: m.Step, record: _Record) -> None:
+        action = step.action
+        handler = _HANDLERS[type(action)]
+        await handler(self, step, action, record)
+
+    # --- recording -----------------------------------------------------------------
+
+    def _start(self, step: m.Step, repeat_index: int | None) -> _Record:
+        default = DEFAULTS.get(step.kind, ANY)
+        result = StepResult(
+            index=len(self.steps) + 1,
+            path=step.path,
+            kind=step.kind,
+            name=step.name or "",
+            line=step.pos.line,
+            verdict="passed",
+            expected=expectations.describe(step.expect, default) if step.kind in DEFAULTS else "",
+            repeat_index=repeat_index,
+        )
+        self.steps.append(result)
+        return _Record(result, time.monotonic())
+
+    def _finish(self, record: _Record, verdict: Verdict, message: str | None) -> bool:
+        record.result.verdict = verdict
+        record.result.message = message
+        record.result.duration_ms = round((time.monotonic() - record.started) * 1000, 3)
+        return verdict == "passed"
+
+    def _skip(self, step: m.Step, reason: str) -> None:
+        record = self._start(step, None)
+        record.result.name = record.result.name or step.kind
+        self._finish(record, "skipped", reason)
+
+    def _label(self, record: _Record, text: str) -> None:
+        if not record.result.name:
+            record.result.name = expectations.shorten(text, 80)
+
+    # --- talking -------------------------------------------------------------------
+
+    def _timeout(self, step: m.Step) -> float:
+        return step.timeout or self.base_endpoint.timeout or m.DEFAULT_TIMEOUT
+
+    async def _send_line(self, record: _Record, line: str, display: str | None = None) -> None:
+        data = protocol.encode_command(line)
+        await self._send(record, data, display if display is not None else line)
+
+    async def _send(self, record: _Record, data: bytes, display: str) -> None:
+        assert self.session is not None
+        if not self.session.is_open:
+            raise StepError("the connection is closed; cannot send")
+        await self.session.send(data, display if display != _raw_display(data) else None)
+        record.result.sent += display.split("\n") if display else [""]
+
+    async def _read(self, step: m.Step, record: _Record) -> Reply | Closed:
+        assert self.session is not None
+        t0 = time.monotonic()
+        if not self.session.is_open and self.session is not None and self._closed_already():
+            reply: Reply | Closed = Closed()
+        else:
+            reply = await self.session.read_reply(self._timeout(step))
+        elapsed = round((time.monotonic() - t0) * 1000, 3)
+        record.result.replies.append(_reply_record(reply, elapsed))
+        if isinstance(reply, Reply):
+            if reply.bare_lf:
+                self.violations.append(
+                    f"{step.path}: reply {reply.code} ended lines with bare LF instead of CRLF"
+                )
+            self.scope.maps[-1]["reply"] = {
+                "code": reply.code,
+                "status": reply.status,
+                "text": reply.text,
+                "lines": list(reply.lines),
+            }
+        return reply
+
+    def _closed_already(self) -> bool:
+        return self.session is not None and not self.session.is_open
+
+    def _judge(
+        self,
+        step: m.Step,
+        reply: Reply | Closed,
+        default: CodePattern | None = None,
+        record: _Record | None = None,
+    ) -> None:
+        message = expectations.check(step.expect, default or DEFAULTS.get(step.kind, ANY), reply)
+        if message:
+            raise StepFailed(message)
+        if step.capture and isinstance(reply, Reply):
+            values, problem = expectations.capture(step.capture, reply.text)
+            if problem:
+                raise StepFailed(f"{problem}, got {expectations.got(reply)}")
+            self.scope.maps[-2].update(values)  # captures outlive includes: vars layer
+            if record:
+                record.result.captures.update(values)
+
+    # --- connection ----------------------------------------------------------------
+
+    async def _open(self, endpoint: m.Endpoint, step: m.Step) -> None:
+        await self._quit_and_close(quit_first=False)
+        host = self._render(endpoint.host or "")
+        port = endpoint.port or m.DEFAULT_PORT
+        tls = None
+        if endpoint.tls == "implicit":
+            tls = make_context(endpoint.tls_options)
+            if self.target.implicit_tls_port and endpoint.port in (None, self.target.endpoint.port):
+                port = self.target.implicit_tls_port
+        self.session = Session(started=self.clock)
+        self.session.events = self.events
+        timeout = endpoint.connect_timeout or endpoint.timeout or m.DEFAULT_TIMEOUT
+        await self.session.open(
+            host,
+            port,
+            timeout=timeout,
+            tls=tls,
+            server_name=endpoint.tls_options.server_name,
+            source_address=endpoint.source_address,
+        )
+        self.scope.maps[-1]["caps"] = {}
+
+    async def _quit_and_close(self, quit_first: bool = True) -> None:
+        session, self.session = self.session, None
+        if session is None:
+            return
+        if quit_first and session.is_open and not self._quit_sent(session):
+            with contextlib.suppress(Exception):
+                await session.send(b"QUIT\r\n")
+                await session.read_reply(QUIT_TIMEOUT)
+        await session.close()
+
+    @staticmethod
+    def _quit_sent(session: Session) -> bool:
+        for event in reversed(session.events):
+            if event.direction == "C":
+                return isinstance(event.data, bytes) and event.data.upper() == b"QUIT\r\n"
+        return False
+
+    # --- templates -----------------------------------------------------------------
+
+    def _render(self, source: str) -> str:
+        return render(source, self.scope)
+
+    def _evaluate(self, expression: str) -> Any:
+        return evaluate(expression, self.scope)
+
+    def _target_info(self) -> dict[str, Any]:
+        endpoint = self.scenario.target.overlay(self.target.endpoint)
+        return {
+            "name": self.target.name,
+            "host": endpoint.host,
+            "port": endpoint.port or m.DEFAULT_PORT,
+        }
+
+    def _target_result(self) -> TargetInfo:
+        info = self._target_info()
+        return TargetInfo(name=self.target.name, host=info["host"] or "", port=info["port"])
+
+    # --- pipeline --------------------------------------------------------------------
+
+    async def _pipeline(self, step: m.Step, action: m.Pipeline, repeat_index: int | None) -> bool:
+        if self.session is None and not await self._implicit_connect(step):
+            return False
+        records = [self._start(inner, repeat_index) for inner in action.steps]
+        try:
+            lines = [self._render(inner.action.line) for inner in action.steps]  # type: ignore[union-attr]
+            data = b"".join(protocol.encode_command(line) for line in lines)
+            assert self.session is not None
+            await self.session.send(data, "\n".join(lines))
+        except (TemplateError, LocalProtocolError, ConnectionError) as exc:
+            return self._finish(records[0], "error", str(exc))
+        for record, line in zip(records, lines, strict=True):
+            record.result.sent.append(line)
+            self._label(record, line)
+        ok = True
+        for inner, record in zip(action.steps, records, strict=True):
+            try:
+                reply = await self._read(inner, record)
+                self._judge(inner, reply, DEFAULTS["send"], record)
+            except StepFailed as exc:
+                ok = self._finish(record, "failed", str(exc)) and ok
+                continue
+            except (ReplyTimeout, RemoteProtocolError) as exc:
+                return self._finish(record, "error", str(exc))
+            self._finish(record, "passed", None)
+        return ok or step.continue_on_fail
+
+
+# --- action handlers --------------------------------------------------------------
+
+
+async def _connect(run: ScenarioRun, step: m.Step, action: m.Connect, record: _Record) -> None:
+    endpoint = run.base_endpoint.overlay(action.endpoint)
+    run._label(record, f"connect {endpoint.host}:{endpoint.port or m.DEFAULT_PORT}")
+    await run._open(endpoint, step)
+    assert run.session is not None
+    record.result.tls = run.session.tls
+    reply = await run._read(step, record)
+    run._judge(step, reply, record=record)
+    _judge_tls(step, run)
+
+
+async def _send(run: ScenarioRun, step: m.Step, action: m.Send, record: _Record) -> None:
+    line = run._render(action.line)
+    run._label(record, line)
+    await run._send_line(record, line)
+    run._judge(step, await run._read(step, record), record=record)
+
+
+async def _raw(run: ScenarioRun, step: m.Step, action: m.Raw, record: _Record) -> None:
+    text = run._render(action.data)
+    data = text.encode("utf-8")
+    shown = protocol.escape_bytes(data)
+    run._label(record, f"raw {shown}")
+    await run._send(record, data, shown)
+    if step.expect.codes is not None:
+        run._judge(step, await run._read(step, record), record=record)
+
+
+async def _greet(run: ScenarioRun, step: m.Step, action: m.Greet, record: _Record) -> None:
+    line = f"{action.verb} {run._render(action.name)}"
+    run._label(record, line)
+    await run._send_line(record, line)
+    reply = await run._read(step, record)
+    if isinstance(reply, Reply) and action.verb != "HELO" and reply.code == 250:
+        run.scope.maps[-1]["caps"] = protocol.parse_ehlo(reply)
+    run._judge(step, reply, record=record)
+
+
+async def _starttls(run: ScenarioRun, step: m.Step, action: m.StartTls, record: _Record) -> None:
+    run._label(record, "STARTTLS")
+    await run._send_line(record, "STARTTLS")
+    reply = await run._read(step, record)
+    run._judge(step, reply, record=record)
+    if not (isinstance(reply, Reply) and reply.code == 220):
+        return  # the scenario asserted a refusal; nothing to upgrade
+    options = run.base_endpoint.tls_options.overlay(action.tls_options)
+    assert run.session is not None
+    server_name = options.server_name or run._render(run.base_endpoint.host or "")
+    try:
+        await run.session.starttls(make_context(options), server_name, run._timeout(step))
+    finally:
+        _note_injection(run, step)
+    record.result.tls = run.session.tls
+    run.scope.maps[-1]["caps"] = {}  # RFC 3207: forget what was learnt before TLS
+    _judge_tls(step, run)
+
+
+def _note_injection(run: ScenarioRun, step: m.Step) -> None:
+    if (
+        run.session
+        and run.session.events
+        and "response injection" in str(run.session.events[-1].data)
+    ):
+        run.violations.append(
+            f"{step.path}: server sent data after its STARTTLS reply, "
+            "before TLS (possible response injection)"
+        )
+
+
+def _judge_tls(step: m.Step, run: ScenarioRun) -> None:
+    if step.expect.tls and run.session is not None:
+        problem = expectations.check_tls(step.expect.tls, run.session.tls)
+        if problem:
+            raise StepFailed(problem)
+
+
+async def _auth(run: ScenarioRun, step: m.Step, action: m.Auth, record: _Record) -> None:
+    username = run._render(action.username)
+    secret = run._render(action.password or action.token or "")
+    run.tracker.add(secret)
+    mechanism = action.mechanism
+    run._label(record, f"AUTH {mechanism} as {username}")
+    if mechanism in ("PLAIN", "XOAUTH2"):
+        payload = (
+            protocol.auth_plain(username, secret, run._render(action.authzid or ""))
+            if mechanism == "PLAIN"
+            else protocol.xoauth2(username, secret)
+        )
+        run.tracker.add_encoded(payload)
+        await run._send_line(
+            record, f"AUTH {mechanism} {payload}", f"AUTH {mechanism} {REDACTED_MARK}"
+        )
+        reply = await run._read(step, record)
+        if mechanism == "XOAUTH2" and isinstance(reply, Reply) and reply.code == 334:
+            await run._send_line(record, "", "")  # the error challenge wants an empty reply
+            reply = await run._read(step, record)
+    else:
+        reply = await _auth_challenges(run, step, record, mechanism, username, secret)
+    run._judge(step, reply, record=record)
+
+
+REDACTED_MARK = "********"
+
+
+async def _auth_challenges(
+    run: ScenarioRun, step: m.Step, record: _Record, mechanism: str, username: str, secret: str
+) -> Reply | Closed:
+    await run._send_line(record, f"AUTH {mechanism}")
+    reply = await run._read(step, record)
+    answers = [protocol.b64(username), protocol.b64(secret)] if mechanism == "LOGIN" else [None]
+    for answer in answers:
+        if not (isinstance(reply, Reply) and reply.code == 334):
+            return reply  # refused early (530, 538, 504): that is the final reply
+        if answer is None:  # CRAM-MD5: HMAC over the server's challenge
+            answer = protocol.cram_md5_response(username, secret, reply.text.strip())
+        run.tracker.add_encoded(answer)
+        await run._send_line(record, answer, REDACTED_MARK)
+        reply = await run._read(step, record)
+    return reply
+
+
+async def _data(run: ScenarioRun, step: m.Step, action: m.Data, record: _Record) -> None:
+    run._label(record, "DATA")
+    await run._send_line(record, "DATA")
+    reply = await run._read(step, record)
+    if not (isinstance(reply, Reply) and reply.code == 354):
+        run._judge(step, reply, record=record)  # e.g. expect: 554 for "no valid recipients"
+        raise StepFailed(f"expected 354 to DATA, got {expectations.got(reply)}")
+    message = _message_text(run, action)
+    payload = protocol.message_payload(message)
+    await run._send(record, payload, _payload_display(payload))
+    run._judge(step, await run._read(step, record), record=record)
+
+
+def _message_text(run: ScenarioRun, action: m.Data) -> str:
+    if action.text is not None:
+        text = run._render(action.text)
+        head, sep, _ = text.replace("\r\n", "\n").partition("\n\n")
+        names = {line.split(":", 1)[0].strip().lower() for line in head.split("\n") if ":" in line}
+        extra = _missing_headers(names)
+        return "".join(f"{k}: {v}\n" for k, v in extra) + text if sep else text
+    headers = [(name, run._render(value)) for name, value in action.headers]
+    headers += _missing_headers({name.lower() for name, _ in headers})
+    body = run._render(action.body)
+    return "".join(f"{name}: {value}\n" for name, value in headers) + "\n" + body
+
+
+def _missing_headers(present: set[str]) -> list[tuple[str, str]]:
+    extra = []
+    if "date" not in present:
+        extra.append(("Date", email.utils.formatdate(localtime=False)))
+    if "message-id" not in present:
+        extra.append(("Message-ID", f"<{uuid.uuid4().hex}@smtpscript.invalid>"))
+    return extra
+
+
+async def _sleep(run: ScenarioRun, step: m.Step, action: m.Sleep, record: _Record) -> None:
+    run._label(record, f"sleep {action.seconds:g} s")
+    await asyncio.sleep(action.seconds)
+
+
+async def _read(run: ScenarioRun, step: m.Step, action: m.Read, record: _Record) -> None:
+    run._label(record, "read")
+    run._judge(step, await run._read(step, record), record=record)
+
+
+_HANDLERS: dict[type, Callable[..., Any]] = {
+    m.Connect: _connect,
+    m.Send: _send,
+    m.Raw: _raw,
+    m.Greet: _greet,
+    m.StartTls: _starttls,
+    m.Auth: _auth,
+    m.Data: _data,
+    m.Sleep: _sleep,
+    m.Read: _read,
+}
+
+
+# --- helpers ------------------------------------------------------------------------
+
+
+def _payload_display(payload: bytes, max_lines: int = 40) -> str:
+    lines = payload.split(b"\r\n")[:-1]
+    shown = [protocol.escape_bytes(line) for line in lines[:max_lines]]
+    if len(lines) > max_lines:
+        shown.append(f"... {len(lines) - max_lines} more lines ({len(payload)} bytes in all)")
+    return "\n".join(shown)
+
+
+def _raw_display(data: bytes) -> str:
+    return data.decode("utf-8", "replace").rstrip("\r\n")
+
+
+def _reply_record(reply: Reply | Closed, elapsed_ms: float) -> ReplyRecord:
+    if isinstance(reply, Closed):
+        return ReplyRecord(code=None, status=None, lines=[reply.describe()], elapsed_ms=elapsed_ms)
+    lines = []
+    for raw_line in reply.raw.split(b"\n"):
+        if raw_line:
+            lines.append(protocol.escape_bytes(raw_line.rstrip(b"\r")[4:]))
+    return ReplyRecord(
+        code=reply.code,
+        status=reply.status,
+        lines=lines,
+        elapsed_ms=elapsed_ms,
+        bare_lf=reply.bare_lf,
+    )
+
+
+def _redacted(result: ScenarioResult, tracker: SecretTracker) -> ScenarioResult:
+    """Blank every secret out of every text field of a result (the last line of defence)."""
+    if not tracker:
+        return result
+    redact = tracker.redact
+    result.reason = redact(result.reason) if result.reason else result.reason
+    for step in result.steps:
+        step.name = redact(step.name)
+        step.message = redact(step.message) if step.message else step.message
+        step.sent = [redact(s) for s in step.sent]
+        step.captures = {k: redact(v) for k, v in step.captures.items()}
+        for reply in step.replies:
+            reply.lines = [redact(line) for line in reply.lines]
+    for entry in result.transcript:
+        entry.text = redact(entry.text)
+    return result
+
+
+# --- many scenarios ----------------------------------------------------------------
+
+
+async def run_scenario(
+    scenario: m.Scenario, target: m.Target, options: RunOptions | None = None
+) -> ScenarioResult:
+    return await ScenarioRun(scenario, target, options or RunOptions()).run()
+
+
+async def run_many(
+    scenarios: list[m.Scenario],
+    targets: list[m.Target],
+    options: RunOptions | None = None,
+    on_result: Callable[[ScenarioResult], None] | None = None,
+) -> RunResult:
+    """Every scenario on every target, at most ``options.concurrency`` at once."""
+    options = options or RunOptions()
+    limit = asyncio.Semaphore(max(1, options.concurrency))
+    started = dt.datetime.now(dt.UTC)
+    t0 = time.monotonic()
+
+    async def one(scenario: m.Scenario, target: m.Target) -> ScenarioResult:
+        async with limit:
+            result = await run_scenario(scenario, target, options)
+        if on_result:
+            on_result(result)
+        return result
+
+    pairs = [(s, t) for t in targets for s in scenarios]
+    results = await asyncio.gather(*(one(s, t) for s, t in pairs))
+    return RunResult(
+        tool_version=__version__,
+        started_at=started.isoformat(timespec="seconds"),
+        finished_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        duration_ms=round((time.monotonic() - t0) * 1000, 3),
+        targets=[r.target for r in results[:: max(1, len(scenarios))]] if scenarios else [],
+        scenarios=list(results),
+    )
+
+
+def run(
+    scenarios: list[m.Scenario],
+    targets: list[m.Target],
+    options: RunOptions | None = None,
+    on_result: Callable[[ScenarioResult], None] | None = None,
+) -> RunResult:
+    """Synchronous entry point for the CLI and tests."""
+    return asyncio.run(run_many(scenarios, targets, options, on_result))

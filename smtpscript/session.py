@@ -1,0 +1,228 @@
+"""One SMTP connection over asyncio: connect, TLS, send bytes, read one reply.
+
+The session only moves bytes and keeps time; parsing is protocol.ReplyParser's
+job and judging is the runner's. Every byte sent and received is recorded in a
+transcript with monotonic timestamps. Limits (reply size, time) are enforced
+here or in the parser, so a hostile server costs us at most one reply's worth
+of memory and one timeout's worth of time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import ssl
+import time
+from dataclasses import dataclass, field
+
+from smtpscript.errors import RemoteProtocolError
+from smtpscript.protocol import Reply, ReplyParser, escape_bytes
+from smtpscript.results import TlsFacts
+from smtpscript.tlsinfo import describe_verify_error, facts_from
+
+READ_CHUNK = 64 * 1024
+
+
+class ConnectError(Exception):
+    """The connection (TCP or TLS handshake) could not be set up; message is user-facing."""
+
+    def __init__(self, message: str, *, verify_failed: bool = False):
+        super().__init__(message)
+        self.verify_failed = verify_failed
+
+
+class ReplyTimeout(Exception):
+    """No complete reply within the timeout."""
+
+
+@dataclass
+class Closed:
+    """The server closed the connection (FIN or reset) instead of a complete reply."""
+
+    partial: bytes = b""
+    reset: bool = False
+
+    def describe(self) -> str:
+        how = "reset the connection" if self.reset else "closed the connection"
+        extra = (
+            f" after a partial reply {escape_bytes(self.partial[:80])!r}" if self.partial else ""
+        )
+        return f"server {how}{extra}"
+
+
+@dataclass
+class RawEvent:
+    """A transcript event before redaction: what went over the wire, when."""
+
+    t: float
+    direction: str  # "C", "S" or "*"
+    data: bytes | str  # bytes on the wire; str for notes
+    display: str | None = None  # what to show instead of data (e.g. masked AUTH)
+
+
+@dataclass
+class Session:
+    """A single connection; ``open`` it, then ``send``/``read_reply``; ``close`` when done."""
+
+    started: float = field(default_factory=time.monotonic)
+    events: list[RawEvent] = field(default_factory=list)
+    tls: TlsFacts | None = None
+    host: str = ""
+    port: int = 0
+    _reader: asyncio.StreamReader | None = None
+    _writer: asyncio.StreamWriter | None = None
+    _parser: ReplyParser = field(default_factory=ReplyParser)
+    _eof: bool = False
+
+    @property
+    def is_open(self) -> bool:
+        return self._writer is not None and not self._eof
+
+    def note(self, text: str) -> None:
+        self.events.append(RawEvent(self.now(), "*", text))
+
+    def now(self) -> float:
+        return time.monotonic() - self.started
+
+    async def open(
+        self,
+        host: str,
+        port: int,
+        *,
+        timeout: float,
+        tls: ssl.SSLContext | None = None,
+        server_name: str | None = None,
+        source_address: str | None = None,
+    ) -> None:
+        self.host, self.port = host, port
+        local = (source_address, 0) if source_address else None
+        try:
+            self._reader, self._writer = await asyncio.wait_for(
+                asyncio.open_connection(
+                    host,
+                    port,
+                    ssl=tls,
+                    server_hostname=(server_name or host) if tls else None,
+                    local_addr=local,
+                    limit=READ_CHUNK,
+                ),
+                timeout,
+            )
+        except (TimeoutError, asyncio.TimeoutError):
+            raise ConnectError(
+                f"connection to {_hostport(host, port)} timed out after {timeout:g} s"
+            ) from None
+        except ssl.SSLCertVerificationError as exc:
+            raise ConnectError(describe_verify_error(exc), verify_failed=True) from None
+        except ssl.SSLError as exc:
+            raise ConnectError(
+                f"TLS handshake with {_hostport(host, port)} failed: {exc.reason or exc}"
+            ) from None
+        except socket.gaierror as exc:
+            raise ConnectError(f"cannot resolve host {host!r}: {exc.strerror}") from None
+        except ConnectionRefusedError:
+            raise ConnectError(f"connection refused by {_hostport(host, port)}") from None
+        except OSError as exc:
+            raise ConnectError(
+                f"cannot connect to {_hostport(host, port)}: {exc.strerror or exc}"
+            ) from None
+        self._parser = ReplyParser()
+        self._eof = False
+        peer = self._writer.get_extra_info("peername")
+        self.note(f"connected to {_hostport(*peer[:2]) if peer else _hostport(host, port)}")
+        if tls:
+            self._record_tls(server_name or host, tls)
+
+    def _record_tls(self, server_name: str, context: ssl.SSLContext) -> None:
+        assert self._writer is not None
+        ssl_object = self._writer.get_extra_info("ssl_object")
+        verified = context.verify_mode != ssl.CERT_NONE
+        self.tls = facts_from(ssl_object, server_name, verified)
+        self.note(f"TLS established: {self.tls.version} {self.tls.cipher}")
+
+    async def starttls(self, context: ssl.SSLContext, server_name: str, timeout: float) -> None:
+        """Upgrade after a 220 to STARTTLS. Bytes the server sent early are dropped, noted."""
+        assert self._writer is not None and self._reader is not None
+        leftover = self._parser.buffered + len(self._reader._buffer)  # noqa: SLF001
+        if leftover:
+            self.note(
+                f"protocol violation: {leftover} bytes after the STARTTLS reply, before "
+                "TLS (response injection?) were discarded"
+            )
+            self._reader._buffer.clear()  # noqa: SLF001
+        self._parser = ReplyParser()
+        try:
+            await asyncio.wait_for(
+                self._writer.start_tls(context, server_hostname=server_name), timeout
+            )
+        except (TimeoutError, asyncio.TimeoutError):
+            raise ConnectError(f"TLS handshake timed out after {timeout:g} s") from None
+        except ssl.SSLCertVerificationError as exc:
+            raise ConnectError(describe_verify_error(exc), verify_failed=True) from None
+        except (ssl.SSLError, ConnectionError) as exc:
+            raise ConnectError(
+                f"TLS handshake failed: {getattr(exc, 'reason', None) or exc}"
+            ) from None
+        self._record_tls(server_name, context)
+
+    async def send(self, data: bytes, display: str | None = None) -> None:
+        """Write bytes; ``display`` replaces them in the transcript (e.g. masked AUTH)."""
+        if self._writer is None:
+            raise ConnectionError("not connected")
+        self.events.append(RawEvent(self.now(), "C", data, display))
+        self._writer.write(data)
+        try:
+            await self._writer.drain()
+        except (ConnectionError, OSError) as exc:
+            self._eof = True
+            raise ConnectionError(f"connection lost while sending: {exc}") from None
+
+    async def read_reply(self, timeout: float) -> Reply | Closed:
+        """One complete reply, or Closed; ReplyTimeout / RemoteProtocolError otherwise."""
+        assert self._reader is not None
+        deadline = time.monotonic() + timeout
+        while True:
+            reply = self._next_parsed()
+            if reply is not None:
+                return reply
+            if self._eof:
+                return Closed()
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise ReplyTimeout(f"no complete reply within {timeout:g} s")
+            try:
+                data = await asyncio.wait_for(self._reader.read(READ_CHUNK), remaining)
+            except (TimeoutError, asyncio.TimeoutError):
+                raise ReplyTimeout(f"no complete reply within {timeout:g} s") from None
+            except (ConnectionResetError, BrokenPipeError, ssl.SSLError):
+                return self._closed(reset=True)
+            if not data:
+                return self._closed(reset=False)
+            self.events.append(RawEvent(self.now(), "S", data))
+            self._parser.feed(data)
+
+    def _next_parsed(self) -> Reply | None:
+        return self._parser.next_reply()
+
+    def _closed(self, *, reset: bool) -> Closed:
+        partial = self._parser.buffered
+        self._eof = True
+        self.note("connection reset by the server" if reset else "connection closed by the server")
+        return Closed(partial=b"\0" * partial if partial else b"", reset=reset)
+
+    async def close(self) -> None:
+        writer, self._writer = self._writer, None
+        self._eof = True
+        if writer is None:
+            return
+        writer.close()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(writer.wait_closed(), 2)
+
+
+def _hostport(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+__all__ = ["Closed", "ConnectError", "RemoteProtocolError", "ReplyTimeout", "Session"]
