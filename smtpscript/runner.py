@@ -198,9 +198,9 @@ class ScenarioRun:
             return await self._run_group(action)
         if isinstance(action, m.Pipeline):
             return await self._pipeline(step, action, repeat_index)
-        if not isinstance(action, m.Connect | m.Sleep) and self.session is None:
-            if not await self._implicit_connect(step):
-                return False
+        needs_connection = not isinstance(action, m.Connect | m.Sleep) and self.session is None
+        if needs_connection and not await self._implicit_connect(step):
+            return False
         record = self._start(step, repeat_index)
         try:
             await self._dispatch(step, record)

@@ -109,7 +109,7 @@ class Session:
                 ),
                 timeout,
             )
-        except (TimeoutError, asyncio.TimeoutError):
+        except TimeoutError:
             raise ConnectError(
                 f"connection to {_hostport(host, port)} timed out after {timeout:g} s"
             ) from None
@@ -144,19 +144,19 @@ class Session:
     async def starttls(self, context: ssl.SSLContext, server_name: str, timeout: float) -> None:
         """Upgrade after a 220 to STARTTLS. Bytes the server sent early are dropped, noted."""
         assert self._writer is not None and self._reader is not None
-        leftover = self._parser.buffered + len(self._reader._buffer)  # noqa: SLF001
+        leftover = self._parser.buffered + len(self._reader._buffer)
         if leftover:
             self.note(
                 f"protocol violation: {leftover} bytes after the STARTTLS reply, before "
                 "TLS (response injection?) were discarded"
             )
-            self._reader._buffer.clear()  # noqa: SLF001
+            self._reader._buffer.clear()
         self._parser = ReplyParser()
         try:
             await asyncio.wait_for(
                 self._writer.start_tls(context, server_hostname=server_name), timeout
             )
-        except (TimeoutError, asyncio.TimeoutError):
+        except TimeoutError:
             raise ConnectError(f"TLS handshake timed out after {timeout:g} s") from None
         except ssl.SSLCertVerificationError as exc:
             raise ConnectError(describe_verify_error(exc), verify_failed=True) from None
@@ -193,7 +193,7 @@ class Session:
                 raise ReplyTimeout(f"no complete reply within {timeout:g} s")
             try:
                 data = await asyncio.wait_for(self._reader.read(READ_CHUNK), remaining)
-            except (TimeoutError, asyncio.TimeoutError):
+            except TimeoutError:
                 raise ReplyTimeout(f"no complete reply within {timeout:g} s") from None
             except (ConnectionResetError, BrokenPipeError, ssl.SSLError):
                 return self._closed(reset=True)
