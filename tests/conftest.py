@@ -24,3 +24,21 @@ def postfix() -> PostfixServer:
             pytest.fail(f"CI is set but {why}", pytrace=False)
         pytest.skip(why)
     return server
+
+
+@pytest.fixture(scope="session")
+def sandbox():  # type: ignore[no-untyped-def]
+    """One embedded sandbox server (STARTTLS + implicit TLS) on free loopback ports."""
+    from smtpscript.sandbox import Sandbox, SandboxConfig
+
+    server = Sandbox(SandboxConfig(port=0, tls_port=0)).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def sandbox_target(sandbox):  # type: ignore[no-untyped-def]
+    """The sandbox as a run target, its CA trusted (as `--target sandbox` does)."""
+    from smtpscript.targets import sandbox_target as make_target
+
+    return make_target(sandbox.host, sandbox.port, sandbox.tls_port, str(sandbox.cert_path))
