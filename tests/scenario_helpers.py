@@ -14,8 +14,9 @@ REPO = Path(__file__).resolve().parent.parent
 SCENARIOS = REPO / "scenarios"
 
 
-def run_file(path: Path | str, target: Target, environ: dict[str, str] | None = None,
-             **overrides: Any) -> ScenarioResult:
+def run_file(
+    path: Path | str, target: Target, environ: dict[str, str] | None = None, **overrides: Any
+) -> ScenarioResult:
     """Run one scenario file on one target and return its result (validation must pass)."""
     loaded = load_paths([path], extra_names=overrides)
     assert not loaded.problems, [str(p) for p in loaded.problems]

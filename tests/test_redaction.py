@@ -55,11 +55,26 @@ def test_no_secret_in_any_output(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("OAUTH_TOKEN", TOKEN)
     monkeypatch.chdir(tmp_path)
     scenario = write(tmp_path, SCENARIO)
-    outputs = {"json": tmp_path / "r.json", "junit": tmp_path / "j.xml",
-               "html": tmp_path / "r.html"}
-    status = run_cli(["run", str(scenario), "-t", "sandbox", "-v",
-                      "--json", str(outputs["json"]), "--junit", str(outputs["junit"]),
-                      "--html", str(outputs["html"])])
+    outputs = {
+        "json": tmp_path / "r.json",
+        "junit": tmp_path / "j.xml",
+        "html": tmp_path / "r.html",
+    }
+    status = run_cli(
+        [
+            "run",
+            str(scenario),
+            "-t",
+            "sandbox",
+            "-v",
+            "--json",
+            str(outputs["json"]),
+            "--junit",
+            str(outputs["junit"]),
+            "--html",
+            str(outputs["html"]),
+        ]
+    )
     console = capsys.readouterr()
     assert status == 0, console.out + console.err
     texts = {"stdout": console.out, "stderr": console.err}

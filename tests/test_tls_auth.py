@@ -70,22 +70,29 @@ def test_verify_false_passes_and_still_records_facts(sandbox, tmp_path):
 
 
 def test_tls_expectation_failure_is_spelled_out(sandbox_target, tmp_path):
-    path = write(tmp_path, """
+    path = write(
+        tmp_path,
+        """
 smtpscript: 1
 title: wants a certificate valid for 400 days
 steps:
   - ehlo: client.example
   - starttls: {}
     tls: {days_left: 400, min_version: TLSv1.2}
-""")
+""",
+    )
     result = run_file(path, sandbox_target)
     assert result.verdict == "failed"
     step = next(s for s in result.steps if s.kind == "starttls")
-    assert step.message.startswith("expected the certificate valid for at least 400 more days, got ")
+    assert step.message.startswith(
+        "expected the certificate valid for at least 400 more days, got "
+    )
 
 
 def test_auth_before_tls_is_refused_530_on_sandbox(sandbox_target, tmp_path):
-    path = write(tmp_path, """
+    path = write(
+        tmp_path,
+        """
 smtpscript: 1
 title: AUTH before TLS
 steps:
@@ -93,7 +100,8 @@ steps:
   - auth: {mechanism: PLAIN, username: alice, password: sandbox-alice-pw}
     expect: 530
     status: 5.7.0
-""")
+""",
+    )
     result = run_file(path, sandbox_target)
     assert result.verdict == "passed", explain(result)
 
@@ -120,8 +128,11 @@ steps:
 def _postfix_target(postfix) -> Target:
     return Target(
         name="postfix",
-        endpoint=Endpoint(host=postfix.host, port=postfix.port,
-                          tls_options=TlsOptions(ca_file=str(postfix.ca_file))),
+        endpoint=Endpoint(
+            host=postfix.host,
+            port=postfix.port,
+            tls_options=TlsOptions(ca_file=str(postfix.ca_file)),
+        ),
         implicit_tls_port=postfix.smtps_port,
     )
 
@@ -130,8 +141,12 @@ def _postfix_target(postfix) -> Target:
 @pytest.mark.parametrize("mechanism", ["PLAIN", "LOGIN", "CRAM-MD5"])
 def test_postfix_every_mechanism_logs_in_and_then_may_relay(postfix, tmp_path, mechanism):
     assert mechanism in postfix.mechs
-    path = write(tmp_path, AUTH_SCENARIO.format(mechanism=mechanism, user=postfix.user,
-                                                port=postfix.port, expect=235, relay=250))
+    path = write(
+        tmp_path,
+        AUTH_SCENARIO.format(
+            mechanism=mechanism, user=postfix.user, port=postfix.port, expect=235, relay=250
+        ),
+    )
     result = run_file(path, _postfix_target(postfix), environ={"SMTP_PASSWORD": postfix.password})
     assert result.verdict == "passed", explain(result)
 
@@ -139,8 +154,12 @@ def test_postfix_every_mechanism_logs_in_and_then_may_relay(postfix, tmp_path, m
 @pytest.mark.postfix
 @pytest.mark.parametrize("mechanism", ["PLAIN", "LOGIN", "CRAM-MD5"])
 def test_postfix_wrong_password_gets_535_and_relay_stays_refused(postfix, tmp_path, mechanism):
-    path = write(tmp_path, AUTH_SCENARIO.format(mechanism=mechanism, user=postfix.user,
-                                                port=postfix.port, expect=535, relay=554))
+    path = write(
+        tmp_path,
+        AUTH_SCENARIO.format(
+            mechanism=mechanism, user=postfix.user, port=postfix.port, expect=535, relay=554
+        ),
+    )
     result = run_file(path, _postfix_target(postfix), environ={"SMTP_PASSWORD": "wrong-pw-x"})
     assert result.verdict == "passed", explain(result)
     auth = next(s for s in result.steps if s.kind == "auth")
