@@ -45,9 +45,8 @@ class Closed:
 
     def describe(self) -> str:
         how = "reset the connection" if self.reset else "closed the connection"
-        extra = (
-            f" after a partial reply {escape_bytes(self.partial[:80])!r}" if self.partial else ""
-        )
+        shown = escape_bytes(self.partial[:80]) + ("..." if len(self.partial) > 80 else "")
+        extra = f" after a partial reply '{shown}'" if self.partial else ""
         return f"server {how}{extra}"
 
 
@@ -206,10 +205,21 @@ class Session:
         return self._parser.next_reply()
 
     def _closed(self, *, reset: bool) -> Closed:
-        partial = self._parser.buffered
+        partial = self._received_tail(self._parser.buffered)
         self._eof = True
         self.note("connection reset by the server" if reset else "connection closed by the server")
-        return Closed(partial=b"\0" * partial if partial else b"", reset=reset)
+        return Closed(partial=partial, reset=reset)
+
+    def _received_tail(self, size: int) -> bytes:
+        """The last ``size`` bytes received: the unfinished reply the parser holds."""
+        chunks: list[bytes] = []
+        for event in reversed(self.events):
+            if size <= 0:
+                break
+            if event.direction == "S" and isinstance(event.data, bytes):
+                chunks.append(event.data[-size:])
+                size -= len(chunks[-1])
+        return b"".join(reversed(chunks))
 
     async def close(self) -> None:
         writer, self._writer = self._writer, None
