@@ -408,12 +408,13 @@ class ScenarioRun:
             assert self.session is not None
             await self.session.send(data, "\n".join(lines))
         except (TemplateError, LocalProtocolError, ConnectionError) as exc:
+            self._finish_rest(records[1:], "not sent: the pipeline could not be written")
             return self._finish(records[0], "error", str(exc))
         for record, line in zip(records, lines, strict=True):
             record.result.sent.append(line)
             self._label(record, line)
         ok = True
-        for inner, record in zip(action.steps, records, strict=True):
+        for n, (inner, record) in enumerate(zip(action.steps, records, strict=True)):
             try:
                 reply = await self._read(inner, record)
                 self._judge(inner, reply, DEFAULTS["send"], record)
@@ -421,9 +422,15 @@ class ScenarioRun:
                 ok = self._finish(record, "failed", str(exc)) and ok
                 continue
             except (ReplyTimeout, RemoteProtocolError) as exc:
+                self._finish_rest(records[n + 1 :], "not judged: an earlier reply was missing")
                 return self._finish(record, "error", str(exc))
             self._finish(record, "passed", None)
         return ok or step.continue_on_fail
+
+    def _finish_rest(self, records: list[_Record], reason: str) -> None:
+        """Pipelined commands after a fatal error: never judged, so never 'passed'."""
+        for record in records:
+            self._finish(record, "skipped", reason)
 
 
 # --- action handlers --------------------------------------------------------------
@@ -487,11 +494,7 @@ async def _starttls(run: ScenarioRun, step: m.Step, action: m.StartTls, record: 
 
 
 def _note_injection(run: ScenarioRun, step: m.Step) -> None:
-    if (
-        run.session
-        and run.session.events
-        and "response injection" in str(run.session.events[-1].data)
-    ):
+    if run.session and run.session.injected:
         run.violations.append(
             f"{step.path}: server sent data after its STARTTLS reply, "
             "before TLS (possible response injection)"

@@ -73,6 +73,7 @@ class Session:
     _writer: asyncio.StreamWriter | None = None
     _parser: ReplyParser = field(default_factory=ReplyParser)
     _eof: bool = False
+    injected: int = 0  # bytes the server sent after its STARTTLS reply, before TLS
 
     @property
     def is_open(self) -> bool:
@@ -133,6 +134,14 @@ class Session:
         if tls:
             self._record_tls(server_name or host, tls)
 
+    def _unread_bytes(self) -> int:
+        """Bytes the parser holds: complete replies not pulled yet and an unfinished one."""
+        count = 0
+        with contextlib.suppress(RemoteProtocolError):
+            while (reply := self._parser.next_reply()) is not None:
+                count += len(reply.raw)
+        return count + self._parser.buffered
+
     def _record_tls(self, server_name: str, context: ssl.SSLContext) -> None:
         assert self._writer is not None
         ssl_object = self._writer.get_extra_info("ssl_object")
@@ -143,7 +152,8 @@ class Session:
     async def starttls(self, context: ssl.SSLContext, server_name: str, timeout: float) -> None:
         """Upgrade after a 220 to STARTTLS. Bytes the server sent early are dropped, noted."""
         assert self._writer is not None and self._reader is not None
-        leftover = self._parser.buffered + len(self._reader._buffer)
+        leftover = self._unread_bytes() + len(self._reader._buffer)
+        self.injected = leftover
         if leftover:
             self.note(
                 f"protocol violation: {leftover} bytes after the STARTTLS reply, before "
