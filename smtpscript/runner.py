@@ -279,7 +279,10 @@ class ScenarioRun:
     # --- talking -------------------------------------------------------------------
 
     def _timeout(self, step: m.Step) -> float:
-        return step.timeout or self.base_endpoint.timeout or m.DEFAULT_TIMEOUT
+        return step.timeout or self._timeout_default()
+
+    def _timeout_default(self) -> float:
+        return self.base_endpoint.timeout or m.DEFAULT_TIMEOUT
 
     async def _send_line(self, record: _Record, line: str, display: str | None = None) -> None:
         data = protocol.encode_command(line)
@@ -366,7 +369,8 @@ class ScenarioRun:
         if quit_first and session.is_open and not self._quit_sent(session):
             with contextlib.suppress(Exception):
                 await session.send(b"QUIT\r\n")
-                await session.read_reply(QUIT_TIMEOUT)
+                # never wait longer for QUIT than the scenario allows for any reply
+                await session.read_reply(min(QUIT_TIMEOUT, self._timeout_default()))
         await session.close()
 
     @staticmethod
