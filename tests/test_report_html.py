@@ -333,3 +333,85 @@ def test_write_html(tmp_path: Path) -> None:
     path = tmp_path / "report.html"
     write_html(sample_run(), path)
     assert path.read_text(encoding="utf-8") == render_html(sample_run())
+
+
+# --- in a real browser --------------------------------------------------------
+
+ARTIFACTS = Path(__file__).resolve().parent.parent / "artifacts"
+
+
+@pytest.fixture
+def browser():  # type: ignore[no-untyped-def]
+    """Headless Chromium; missing: a failure under CI, a skip otherwise."""
+    import os
+
+    from chromium import Chromium, find_chromium
+
+    binary = find_chromium()
+    if binary is None:
+        if os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no"):
+            pytest.fail("CI is set but chromium is not installed", pytrace=False)
+        pytest.skip("chromium is not installed")
+    with Chromium(binary, timeout=15.0) as page:
+        yield page
+
+
+@pytest.fixture
+def report_url(tmp_path: Path) -> str:
+    path = tmp_path / "report.html"
+    write_html(sample_run(), path)
+    return path.as_uri()
+
+
+@pytest.mark.chromium
+def test_browser_runs_no_server_script(browser, report_url: str) -> None:  # type: ignore[no-untyped-def]
+    browser.open(report_url, width=1280, height=1000)
+    browser.settle(0.5)
+    ARTIFACTS.mkdir(exist_ok=True)
+    browser.screenshot(ARTIFACTS / "report-chromium.png")
+    assert browser.evaluate("document.title").startswith("SMTP audit report")
+    assert browser.log.dialogs == []
+    assert browser.evaluate("document.querySelectorAll('script').length") == 1
+    assert browser.evaluate("document.querySelectorAll('img, iframe, object, embed').length") == 0
+    assert browser.log.errors() == []
+    assert browser.log.requests == [report_url]
+
+
+@pytest.mark.chromium
+def test_browser_shows_hostile_text_literally(browser, report_url: str) -> None:  # type: ignore[no-untyped-def]
+    browser.open(report_url)
+    text = browser.evaluate("document.body.innerText")
+    assert "<script>alert(1)</script> {{7*7}} </pre>" in text
+    assert "<script>document.title='PWNED'</script>" in text
+    assert "\\x1b[31m" in text
+    visible = browser.evaluate(
+        "[...document.querySelectorAll('pre.conv')].some(p => p.offsetHeight > 0"
+        " && p.textContent.includes('{{7*7}}'))")
+    assert visible is True
+
+
+@pytest.mark.chromium
+def test_browser_filter_toggle_and_anchor(browser, report_url: str) -> None:  # type: ignore[no-untyped-def]
+    passed_id = anchor("mx1", "banner.yaml")
+    browser.open(f"{report_url}#{passed_id}")
+    assert browser.evaluate(f"document.getElementById('{passed_id}').open") is True
+    assert browser.evaluate("document.getElementById('filter-bar').hidden") is False
+    browser.evaluate("document.getElementById('failures-only').click()")
+    shown = "id => getComputedStyle(document.getElementById(id)).display"
+    assert browser.evaluate(f"({shown})('{passed_id}')") == "none"
+    failed_id = anchor("mx1", "relay.yaml")
+    assert browser.evaluate(f"({shown})('{failed_id}')") == "block"
+    assert browser.log.errors() == []
+
+
+@pytest.mark.chromium
+def test_browser_print_media_hides_filter(browser, report_url: str) -> None:  # type: ignore[no-untyped-def]
+    browser.emulate_media([{"name": "prefers-color-scheme", "value": "dark"}])
+    browser.open(report_url)
+    ARTIFACTS.mkdir(exist_ok=True)
+    browser.screenshot(ARTIFACTS / "report-chromium-dark.png", full_page=False)
+    dark = browser.evaluate("getComputedStyle(document.body).backgroundColor")
+    browser.emulate_media([], media="print")
+    assert browser.evaluate("getComputedStyle(document.getElementById('filter-bar')).display") \
+        == "none"
+    assert browser.evaluate("getComputedStyle(document.body).backgroundColor") != dark

@@ -38,7 +38,7 @@ VERDICT_ORDER = ("failed", "error", "skipped", "passed")
 CHART_BARS = 15
 BAR_PITCH = 26  # px per bar row in the chart
 BAR_MAX = 480  # px of the longest bar
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 _NON_SLUG = re.compile(r"[^a-z0-9]+")
 
 

@@ -16,11 +16,13 @@ from collections import Counter
 
 from smtpscript.results import RunResult, ScenarioResult, StepResult, TargetInfo
 
-_ILLEGAL_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+# Outside XML 1.0's Char production, plus DEL and C1 controls (allowed but
+# discouraged, and rejected by some consumers).
+_ILLEGAL_XML = re.compile("[^\t\n\r\x20-\x7e\xa0-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 
 
 def clean(text: str) -> str:
-    """Replace what XML 1.0 forbids (C0 controls, lone surrogates, U+FFFE/FFFF)."""
+    """Replace what XML 1.0 forbids (C0 controls, lone surrogates, U+FFFE/FFFF) and DEL/C1."""
     return _ILLEGAL_XML.sub("\ufffd", text)
 
 
