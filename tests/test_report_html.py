@@ -415,3 +415,7 @@ def test_browser_print_media_hides_filter(browser, report_url: str) -> None:  # 
     assert browser.evaluate("getComputedStyle(document.getElementById('filter-bar')).display") \
         == "none"
     assert browser.evaluate("getComputedStyle(document.body).backgroundColor") != dark
+    closed = anchor("mx1", "banner.yaml")  # a passed result: collapsed on screen
+    assert browser.evaluate(f"document.getElementById('{closed}').open") is False
+    body = f"document.querySelector('#{closed} .r-body').getBoundingClientRect().height"
+    assert browser.evaluate(body) > 0  # expanded for print anyway
