@@ -120,7 +120,7 @@ def load_results(paths: Sequence[Path]) -> RunResult:
     """Saved JSON results, validated against the results schema, merged into one run."""
     import json
 
-    from smtpscript.results import from_dict, merge
+    from smtpscript.results import RESULTS_FORMAT, from_dict, merge
     from smtpscript.validation import _validator
 
     runs = []
@@ -129,6 +129,9 @@ def load_results(paths: Sequence[Path]) -> RunResult:
             data = json.loads(Path(path).read_text(encoding="utf-8"))
         except json.JSONDecodeError as exc:
             raise ConfigError(f"{path}:{exc.lineno}:{exc.colno}: not JSON: {exc.msg}") from None
+        if isinstance(data, dict) and data.get("format") not in (None, RESULTS_FORMAT):
+            raise ConfigError(f"{path}: unsupported results format {data['format']!r} (this "
+                              f"smtpscript reads format {RESULTS_FORMAT})")
         error = next(iter(_validator("results").iter_errors(data)), None)
         if error is not None:
             where = ".".join(str(p) for p in error.absolute_path) or "(top level)"
