@@ -6,7 +6,7 @@ import contextlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 from smtpscript.errors import ConfigError, Problem
 from smtpscript.model import SEVERITIES, Scenario, Target
@@ -130,8 +130,10 @@ def load_results(paths: Sequence[Path]) -> RunResult:
         except json.JSONDecodeError as exc:
             raise ConfigError(f"{path}:{exc.lineno}:{exc.colno}: not JSON: {exc.msg}") from None
         if isinstance(data, dict) and data.get("format") not in (None, RESULTS_FORMAT):
-            raise ConfigError(f"{path}: unsupported results format {data['format']!r} (this "
-                              f"smtpscript reads format {RESULTS_FORMAT})")
+            raise ConfigError(
+                f"{path}: unsupported results format {data['format']!r} (this "
+                f"smtpscript reads format {RESULTS_FORMAT})"
+            )
         error = next(iter(_validator("results").iter_errors(data)), None)
         if error is not None:
             where = ".".join(str(p) for p in error.absolute_path) or "(top level)"
@@ -142,26 +144,12 @@ def load_results(paths: Sequence[Path]) -> RunResult:
     return merge(runs)
 
 
-def serve_sandbox(
-    *,
-    host: str,
-    port: int,
-    tls_port: int | None,
-    open_relay: bool,
-    maildir: Path | None,
-    domain: str,
-    echo: Callable[[str], None],
-) -> None:
+def serve_sandbox(echo: Callable[[str], None], **settings: Any) -> None:
+    """Run the sandbox until Ctrl-C; ``settings`` are SandboxConfig fields."""
     from smtpscript.sandbox import DEFAULT_USERS, SandboxConfig, SandboxError, serve_forever
 
-    config = SandboxConfig(
-        host=host,
-        port=port,
-        tls_port=tls_port,
-        open_relay=open_relay,
-        maildir=maildir,
-        domain=domain,
-    )
+    config = SandboxConfig(**settings)
+    host, domain, open_relay = config.host, config.domain, config.open_relay
 
     def ready(sandbox) -> None:  # type: ignore[no-untyped-def]
         echo(

@@ -255,13 +255,13 @@ def serve(
     from smtpscript.api import serve_sandbox
 
     serve_sandbox(
+        typer.echo,
         host=host,
         port=port,
         tls_port=tls_port,
         open_relay=open_relay,
         maildir=maildir,
         domain=domain,
-        echo=typer.echo,
     )
     raise typer.Exit(ExitStatus.INTERRUPTED)
 

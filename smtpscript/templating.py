@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import os
 from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from functools import lru_cache
 from typing import Any
 
@@ -83,30 +84,29 @@ def _compiled(source: str) -> jinja2.Template:
     return environment().from_string(source)
 
 
+@contextmanager
+def _user_errors(kind: str) -> Iterator[None]:
+    """Whatever goes wrong inside a user's template becomes one TemplateError line."""
+    try:
+        yield
+    except jinja2.UndefinedError as exc:
+        raise TemplateError(f"undefined variable: {exc.message}") from None
+    except (jinja2.TemplateError, TypeError, ValueError, ArithmeticError) as exc:
+        raise TemplateError(f"{kind}: {exc}") from None
+
+
 def render(source: str, context: Mapping[str, Any]) -> str:
     """Render one template string; plain strings are returned as they are (fast path)."""
     if not is_template(source):
         return source
-    try:
+    with _user_errors("template error"):
         return _compiled(source).render(context)
-    except jinja2.UndefinedError as exc:
-        raise TemplateError(f"undefined variable: {exc.message}") from None
-    except jinja2.TemplateError as exc:
-        raise TemplateError(f"template error: {exc}") from None
-    except (TypeError, ValueError, ArithmeticError) as exc:
-        raise TemplateError(f"template error: {exc}") from None
 
 
 def evaluate(expression: str, context: Mapping[str, Any]) -> Any:
     """Evaluate a ``when:`` expression."""
-    try:
+    with _user_errors("expression error"):
         return environment().compile_expression(expression, undefined_to_none=False)(context)
-    except jinja2.UndefinedError as exc:
-        raise TemplateError(f"undefined variable: {exc.message}") from None
-    except jinja2.TemplateError as exc:
-        raise TemplateError(f"expression error: {exc}") from None
-    except (TypeError, ValueError, ArithmeticError) as exc:
-        raise TemplateError(f"expression error: {exc}") from None
 
 
 class SecretTracker:
