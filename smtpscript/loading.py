@@ -7,8 +7,10 @@ found, across all files, so one call reports everything at once.
 
 from __future__ import annotations
 
+import functools
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -58,10 +60,10 @@ def _walk(root: Path) -> Iterable[Path]:
                 yield Path(folder) / name
 
 
-def display_name(path: Path) -> str:
+def display_name(path: Path, resolved: Path | None = None, cwd: Path | None = None) -> str:
     """Path as the user would type it: relative to the working directory when inside it."""
     try:
-        return str(path.resolve().relative_to(Path.cwd()))
+        return str((resolved or path.resolve()).relative_to(cwd or Path.cwd()))
     except ValueError:
         return str(path)
 
@@ -69,41 +71,132 @@ def display_name(path: Path) -> str:
 def load_paths(paths: Sequence[str | Path], extra_names: Iterable[str] = ()) -> LoadResult:
     """Validate and build every scenario under ``paths``; collect all problems."""
     result = LoadResult()
-    names = frozenset(extra_names)
+    session = _Session(extra_names)
+    problems: set[Problem] = set()  # a fragment's problems count once, however often included
     for path in discover(paths):
         result.files += 1
         try:
-            item = load_file(path, names)
+            item = session.load(path)
         except ScenarioError as exc:
-            result.problems += exc.problems
+            problems.update(exc.problems)
             continue
         if isinstance(item, m.Scenario):
             result.scenarios.append(item)
         else:
-            result.fragments.append(display_name(path))
-    result.problems.sort()
+            result.fragments.append(item)
+    result.problems = sorted(problems)
     return result
 
 
 def load_file(path: Path, extra_names: Iterable[str] = ()) -> m.Scenario | str:
     """One scenario (or, for a fragment file, its name), or ScenarioError."""
-    doc = read_document(path, display_name(path))
-    problems = validate(doc, extra_names)
-    if problems:
-        raise ScenarioError(problems)
-    if doc.data.get("fragment") is True:
-        return doc.file
-    return _Builder(doc, path, (path.resolve(),)).scenario()
+    return _Session(extra_names).load(path)
+
+
+class _Session:
+    """One load: reads each file once (fragments are shared by many scenarios)."""
+
+    def __init__(self, extra_names: Iterable[str]):
+        self.extra_names = (
+            extra_names if isinstance(extra_names, AbstractSet) else frozenset(extra_names)
+        )
+        self.fragments: dict[Path, Document | ScenarioError] = {}
+        self.cwd = Path.cwd()
+        self._resolved: dict[Path, Path] = {}  # file system answers, asked once per load
+        self._is_file: dict[Path, bool] = {}
+
+    def load(self, path: Path) -> m.Scenario | str:
+        resolved = path.resolve()
+        doc = read_document(path, display_name(path, resolved, self.cwd))
+        captures = functools.partial(self.include_captures, resolved, (resolved,))
+        problems = validate(doc, self.extra_names, captures)
+        if problems:
+            raise ScenarioError(problems)
+        builder = _Builder(self, doc, resolved, (resolved,))
+        if doc.data.get("fragment") is True:
+            builder.steps(doc.data["steps"], ("steps",))  # finds its broken includes
+            item: m.Scenario | str = doc.file
+        else:
+            item = builder.scenario()
+        if builder.problems:
+            raise ScenarioError(builder.problems)
+        return item
+
+    def resolve(self, path: Path) -> Path:
+        if path not in self._resolved:
+            self._resolved[path] = path.resolve()
+        return self._resolved[path]
+
+    def is_file(self, path: Path) -> bool:
+        if path not in self._is_file:
+            self._is_file[path] = path.is_file()
+        return self._is_file[path]
+
+    def fragment(self, path: Path) -> Document:
+        """A validated fragment-or-scenario document, read once; ScenarioError if invalid."""
+        if path not in self.fragments:
+            try:
+                doc = read_document(path, display_name(path, path, self.cwd))
+                problems = validate(doc)
+                self.fragments[path] = ScenarioError(problems) if problems else doc
+            except ScenarioError as exc:
+                self.fragments[path] = exc
+        found = self.fragments[path]
+        if isinstance(found, ScenarioError):
+            raise found
+        return found
+
+    def include_captures(
+        self, including: Path, stack: tuple[Path, ...], target: str
+    ) -> frozenset[str] | None:
+        """Variables the fragment ``target`` captures (None: cannot tell)."""
+        path = self.resolve(including.parent / target)
+        if path in stack or len(stack) > MAX_INCLUDE_DEPTH or not self.is_file(path):
+            return None
+        try:
+            doc = self.fragment(path)
+        except ScenarioError:
+            return None
+        names: set[str] = set()
+        for step in _all_steps(doc.data.get("steps") or []):
+            names.update(step.get("capture") or {})
+            if isinstance(step.get("include"), str):
+                inner = self.include_captures(path, (*stack, path), step["include"])
+                if inner is None:
+                    return None
+                names |= inner
+        return frozenset(names)
+
+
+def _all_steps(steps: list[Any]) -> Iterator[dict[str, Any]]:
+    for step in steps:
+        if isinstance(step, dict):
+            yield step
+            if isinstance(step.get("pipeline"), list):
+                yield from _all_steps(step["pipeline"])
 
 
 class _Builder:
-    """Builds the model from one validated document (and the fragments it includes)."""
+    """Builds the model from one validated document (and the fragments it includes).
 
-    def __init__(self, doc: Document, path: Path, stack: tuple[Path, ...], prefix: JsonPath = ()):
+    Include problems (missing file, cycle, not a fragment, a broken fragment) are
+    collected in ``problems``; the caller raises them all at once.
+    """
+
+    def __init__(
+        self,
+        session: _Session,
+        doc: Document,
+        path: Path,
+        stack: tuple[Path, ...],
+        prefix: JsonPath = (),
+    ):
+        self.session = session
         self.doc = doc
         self.path = path
         self.stack = stack
         self.prefix = prefix  # path of the include step, for fragments
+        self.problems: list[Problem] = []
 
     def pos(self, path: JsonPath) -> m.SourcePos:
         line, column = self.doc.mark(path)
@@ -156,37 +249,37 @@ class _Builder:
         return build_action(kind, value)
 
     def include(self, target: str, with_vars: dict[str, Any], path: JsonPath) -> m.Group:
-        fragment_path = (self.path.parent / target).resolve()
+        fragment_path = self.session.resolve(self.path.parent / target)
+        empty = m.Group(source=target, steps=(), with_vars=dict(with_vars))
         if fragment_path in self.stack:
-            raise ScenarioError(
-                [
-                    self.doc.problem(
-                        path, f"include cycle: {target} includes itself (directly or indirectly)"
-                    )
-                ]
+            return self._fail(
+                empty, path, f"include cycle: {target} includes itself (directly or indirectly)"
             )
         if len(self.stack) > MAX_INCLUDE_DEPTH:
-            raise ScenarioError(
-                [self.doc.problem(path, f"includes nested deeper than {MAX_INCLUDE_DEPTH}")]
-            )
-        if not fragment_path.is_file():
-            raise ScenarioError([self.doc.problem(path, f"included file not found: {target}")])
-        doc = read_document(fragment_path, display_name(fragment_path))
-        problems = validate(doc)
-        if problems:
-            raise ScenarioError(problems)
+            return self._fail(empty, path, f"includes nested deeper than {MAX_INCLUDE_DEPTH}")
+        if not self.session.is_file(fragment_path):
+            return self._fail(empty, path, f"included file not found: {target}")
+        try:
+            doc = self.session.fragment(fragment_path)
+        except ScenarioError as exc:
+            self.problems += exc.problems
+            return empty
         if doc.data.get("fragment") is not True:
-            raise ScenarioError(
-                [self.doc.problem(path, f"{target} is not a fragment (add 'fragment: true' to it)")]
+            return self._fail(
+                empty, path, f"{target} is not a fragment (add 'fragment: true' to it)"
             )
         # inner steps show as a path through the include: steps[0].include.steps[1]
-        inner = _Builder(doc, fragment_path, (*self.stack, fragment_path), (*self.prefix, *path))
-        defaults = dict(doc.data.get("vars") or {})
-        return m.Group(
-            source=doc.file,
-            steps=inner.steps(doc.data["steps"], ("steps",)),
-            with_vars={**defaults, **with_vars},
+        inner = _Builder(
+            self.session, doc, fragment_path, (*self.stack, fragment_path), (*self.prefix, *path)
         )
+        steps = inner.steps(doc.data["steps"], ("steps",))
+        self.problems += inner.problems
+        defaults = dict(doc.data.get("vars") or {})
+        return m.Group(source=doc.file, steps=steps, with_vars={**defaults, **with_vars})
+
+    def _fail(self, group: m.Group, path: JsonPath, message: str) -> m.Group:
+        self.problems.append(self.doc.problem(path, message))
+        return group
 
 
 def build_action(kind: str, value: Any) -> m.Action:

@@ -30,6 +30,19 @@ class PatternError(ValueError):
     """A pattern that the language does not allow; the message is user-facing."""
 
 
+def _show(value: object) -> str:
+    """A value as the user wrote it in YAML: '2x', 600, true, null, [1, 2], {a: 1}."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return "null (empty)"
+    if isinstance(value, list):
+        return "[" + ", ".join(_show(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k}: {_show(v)}" for k, v in value.items()) + "}"
+    return repr(value)
+
+
 @dataclass(frozen=True)
 class CodePattern:
     """Any-of set of reply-code alternatives, normalised to lower-case strings."""
@@ -63,7 +76,7 @@ def _code_alternative_matches(alternative: str, code: str) -> bool:
 def parse_code_alternative(value: object) -> str:
     """Normalise one alternative (int or str) or raise PatternError."""
     if isinstance(value, bool):
-        raise PatternError(f"{value!r} is not a reply-code pattern ({CODE_HINT})")
+        raise PatternError(f"{_show(value)} is not a reply-code pattern ({CODE_HINT})")
     if isinstance(value, int):
         if 200 <= value <= 599:
             return str(value)
@@ -74,7 +87,7 @@ def parse_code_alternative(value: object) -> str:
             return text
         if _CODE_RE.match(text):
             return text
-    raise PatternError(f"{value!r} is not a reply-code pattern ({CODE_HINT})")
+    raise PatternError(f"{_show(value)} is not a reply-code pattern ({CODE_HINT})")
 
 
 def parse_code_pattern(value: object) -> CodePattern:
@@ -108,7 +121,7 @@ def parse_status_pattern(value: object) -> StatusPattern:
     if isinstance(value, str) and _STATUS_RE.match(value.strip()):
         parts = value.strip().lower().split(".")
         return StatusPattern(".".join(str(int(p)) if p != "x" else p for p in parts))
-    raise PatternError(f"{value!r} is not an enhanced status pattern ({STATUS_HINT})")
+    raise PatternError(f"{_show(value)} is not an enhanced status pattern ({STATUS_HINT})")
 
 
 DEFAULT_REPLY = CodePattern(("2xx", "3xx"))

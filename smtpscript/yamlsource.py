@@ -1,9 +1,11 @@
 """Read YAML into plain data while keeping where every node stood.
 
 PyYAML's safe loader silently accepts things a scenario author would not mean
-(duplicate keys: the last one wins; aliases that expand without bound). We
-compose the node graph with the safe loader and build the data ourselves, so
-that duplicate keys are errors, alias expansion is bounded and every value
+(duplicate keys: the last one wins; aliases that expand without bound; tags
+such as !!binary or !!timestamp that give non-JSON values). We compose the
+node graph with the safe loader (libyaml's when available) and build the data
+ourselves, so that duplicate keys are errors, alias expansion is measured and
+refused before it happens, only plain data tags are accepted, and every value
 and key keeps its line and column.
 """
 
@@ -19,9 +21,48 @@ from smtpscript.errors import Problem, ScenarioError
 
 JsonPath = tuple[str | int, ...]
 MAX_NODES = 100_000  # after alias expansion; a "billion laughs" file stops here
+MAX_DEPTH = 50  # mappings and lists inside each other; a scenario needs fewer than 10
 MAX_FILE_BYTES = 4 * 1024 * 1024
 
 _MERGE_TAG = "tag:yaml.org,2002:merge"
+_PLAIN_TAG = "tag:smtpscript,2025:plain"  # a plain scalar whose type is resolved on demand
+_RESOLVER = yaml.resolver.Resolver()
+
+
+def _make_fast_loader() -> type | None:
+    """libyaml's parser (when PyYAML has it) with a lazy resolver.
+
+    The composer calls ``resolve`` for every scalar; keys are only ever text, so
+    plain scalars get a placeholder tag and the builder resolves values itself.
+    """
+    try:
+        from yaml.cyaml import CParser as parser
+    except ImportError:  # PyYAML built without libyaml
+        return None
+
+    class FastLoader(parser, yaml.constructor.SafeConstructor, yaml.resolver.BaseResolver):  # type: ignore[misc, valid-type]
+        def __init__(self, stream: str):
+            parser.__init__(self, stream)
+            yaml.constructor.SafeConstructor.__init__(self)
+            yaml.resolver.BaseResolver.__init__(self)
+
+        def resolve(self, kind: type, value: str, implicit: tuple[bool, bool]) -> str:
+            if kind is yaml.ScalarNode:
+                return _PLAIN_TAG if implicit[0] else "tag:yaml.org,2002:str"
+            if kind is yaml.SequenceNode:
+                return "tag:yaml.org,2002:seq"
+            return "tag:yaml.org,2002:map"
+
+        def descend_resolver(self, current_node: object, current_index: object) -> None:
+            pass
+
+        def ascend_resolver(self) -> None:
+            pass
+
+    return FastLoader
+
+
+_FAST_LOADER = _make_fast_loader()
 
 
 @dataclass
@@ -32,6 +73,10 @@ class Document:
     data: Any
     value_marks: dict[JsonPath, tuple[int, int]] = field(default_factory=dict)
     key_marks: dict[JsonPath, tuple[int, int]] = field(default_factory=dict)
+    # literal block scalars (``key: |``): where their first line of text starts
+    block_marks: dict[JsonPath, tuple[int, int]] = field(default_factory=dict)
+    # problems found while reading that do not stop reading (duplicate keys)
+    problems: list[Problem] = field(default_factory=list)
 
     def mark(self, path: JsonPath, *, key: bool = False) -> tuple[int, int]:
         """Best position for a path: the key or value itself, else its nearest ancestor."""
@@ -76,19 +121,95 @@ def parse_document(raw: bytes, name: str) -> Document:
     if len(raw) > MAX_FILE_BYTES:
         raise _fail(name, 1, 1, f"file is larger than {MAX_FILE_BYTES // 1024 // 1024} MiB")
     text = _decode(raw, name)
-    try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.MarkedYAMLError as exc:
-        raise _syntax_problem(exc, name) from None
-    except yaml.YAMLError as exc:  # unmarked errors are rare; still one line
-        raise _fail(name, 1, 1, f"YAML error: {exc}") from None
+    node = _compose(text, name)
     if node is None:
         raise _fail(
             name, 1, 1, "file is empty: expected a mapping with smtpscript:, title:, steps:"
         )
+    if "*" in text:  # only aliases can make a document bigger than its text
+        _check_expansion(node, name)
     doc = Document(name, None)
-    doc.data = _Builder(doc).build(node, ())
+    doc.data = _Builder(doc, text).build(node, ())
     return doc
+
+
+def _compose(text: str, name: str) -> yaml.Node | None:
+    """The node graph of ``text``: libyaml's parser when present (fast), else PyYAML's.
+
+    Marks are the same from both. On an error we parse again with the pure-Python
+    parser, whose messages we know and translate, so messages do not depend on
+    whether libyaml is installed.
+    """
+    if _FAST_LOADER is not None:
+        try:
+            return yaml.compose(text, Loader=_FAST_LOADER)
+        except yaml.YAMLError:
+            pass
+    try:
+        return yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.MarkedYAMLError as exc:
+        raise _syntax_problem(exc, name, text) from None
+    except yaml.YAMLError as exc:  # unmarked errors are rare; still one line
+        raise _fail(name, 1, 1, f"YAML error: {exc}") from None
+    except RecursionError:  # PyYAML's composer recurses once per nesting level
+        raise _fail(name, 1, 1, f"nested more than {MAX_DEPTH} levels deep") from None
+
+
+def _check_expansion(root: yaml.Node, name: str) -> None:
+    """Refuse a document nested too deep, or whose aliases expand it beyond MAX_NODES.
+
+    Measured on the node graph before anything is built: size and height are
+    memoised per node, so a "billion laughs" file costs a few hundred steps to
+    measure, not a billion to build. Iterative, so deep nesting cannot exhaust
+    Python's stack (and the builder, which recurses, only sees bounded depth).
+    """
+    cap = MAX_NODES + 1
+    size: dict[int, int] = {}
+    height: dict[int, int] = {}
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, done = stack.pop()
+        children = _children(node)
+        if done:
+            size[id(node)] = min(cap, 1 + sum(size[id(c)] for c in children))
+            height[id(node)] = 1 + max((height[id(c)] for c in children), default=0)
+            continue
+        if id(node) in size:
+            continue
+        # until measured; a node met again before that contains itself: endless
+        size[id(node)], height[id(node)] = cap, MAX_DEPTH + 1
+        stack.append((node, True))
+        stack += [(c, False) for c in children if id(c) not in size]
+
+    def descend(too_big: dict[int, int], limit: int, steps: int) -> yaml.Node:
+        node = root
+        for _ in range(steps):
+            child = next((c for c in _children(node) if too_big[id(c)] > limit), None)
+            if child is None or child is node:
+                break
+            node, limit = child, limit - (too_big is height)
+        return node
+
+    if height[id(root)] > MAX_DEPTH:
+        node = descend(height, MAX_DEPTH, MAX_DEPTH)
+        message = f"nested more than {MAX_DEPTH} levels deep"
+    elif size[id(root)] > MAX_NODES:
+        node = descend(size, MAX_NODES, cap)  # the smallest node too big on its own
+        message = (
+            f"aliases expand this document to more than {MAX_NODES} values "
+            "(a 'billion laughs' file?): refused"
+        )
+    else:
+        return
+    raise _fail(name, node.start_mark.line + 1, node.start_mark.column + 1, message)
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.MappingNode):
+        return [part for pair in node.value for part in pair]
+    if isinstance(node, yaml.SequenceNode):
+        return node.value
+    return []
 
 
 def _decode(raw: bytes, name: str) -> str:
@@ -107,81 +228,152 @@ def _fail(name: str, line: int, column: int, message: str) -> ScenarioError:
     return ScenarioError([Problem(name, line, column, "", message)])
 
 
-def _syntax_problem(exc: yaml.MarkedYAMLError, name: str) -> ScenarioError:
+def _syntax_problem(exc: yaml.MarkedYAMLError, name: str, text: str) -> ScenarioError:
+    """One plain sentence for PyYAML's error, placed where the user must look."""
     mark = exc.problem_mark or exc.context_mark
     line, column = (mark.line + 1, mark.column + 1) if mark else (1, 1)
     problem = exc.problem or exc.context or "invalid YAML"
-    if "'\\t'" in problem or "tab" in problem:
-        message = "tab character in indentation: YAML indents with spaces only"
+    context, cmark = exc.context or "", exc.context_mark
+    where = f"line {cmark.line + 1}, column {cmark.column + 1}" if cmark else ""
+    if "'\\t'" in problem:
+        before = text.splitlines()[line - 1][: column - 1] if line <= len(text.splitlines()) else ""
+        message = (
+            "tab character in indentation: YAML indents with spaces only"
+            if not before.strip(" ")
+            else "tab character: use spaces here"
+        )
+    elif "while scanning a quoted scalar" in context and cmark:
+        line, column = cmark.line + 1, cmark.column + 1
+        message = "YAML syntax error: this quoted string is never closed"
+    elif "could not find expected ':'" in problem and cmark:
+        line, column = cmark.line + 1, cmark.column + 1
+        message = "YAML syntax error: expected 'key: value' here (missing ':'?)"
+    elif problem == "mapping values are not allowed here":
+        message = (
+            "YAML syntax error: ':' is not allowed here: quote a value that contains ': ' "
+            '(e.g. send: "MAIL FROM: <a@example.org>") or check the indentation'
+        )
+    elif "that cannot start any token" in problem:
+        char = problem.split("'")[1] if problem.count("'") >= 2 else "?"
+        message = f"YAML syntax error: a value cannot start with {char!r}: quote it"
+    elif "found undefined alias" in problem:
+        alias = problem.rsplit(" ", 1)[-1].strip("'")
+        message = f"YAML syntax error: alias '*{alias}' refers to no anchor '&{alias}' before it"
+    elif "found duplicate anchor" in context:
+        anchor = context.split("'")[1]
+        first = f" (first defined on line {cmark.line + 1})" if cmark else ""
+        message = f"YAML syntax error: duplicate anchor '&{anchor}'{first}"
+    elif "expected a single document" in context:
+        message = "YAML syntax error: a second document ('---'): a file holds one scenario"
     else:
-        context = f" ({exc.context})" if exc.context and exc.problem else ""
-        message = f"YAML syntax error: {problem}{context}"
+        at = f" at {where}" if where and cmark != mark else ""
+        message = f"YAML syntax error: {problem}" + (f" ({context}{at})" if context else "")
     return _fail(name, line, column, message)
+
+
+_STANDARD_TAGS = frozenset(
+    f"tag:yaml.org,2002:{t}" for t in ("str", "int", "float", "bool", "null", "map", "seq")
+)
+_TIMESTAMP_TAG = "tag:yaml.org,2002:timestamp"
+_KNOWN_TAGS = _STANDARD_TAGS | {_TIMESTAMP_TAG, _PLAIN_TAG}
 
 
 class _Builder:
     """Turns a composed node graph into plain data, recording marks."""
 
-    def __init__(self, doc: Document):
+    def __init__(self, doc: Document, text: str):
         self.doc = doc
-        self.count = 0
+        self.text = text
+        self.lines: list[str] | None = None
         self.constructor = yaml.SafeLoader("")  # only its scalar constructors are used
+        self.scalar_constructors = {
+            "tag:yaml.org,2002:int": self.constructor.construct_yaml_int,
+            "tag:yaml.org,2002:float": self.constructor.construct_yaml_float,
+            "tag:yaml.org,2002:bool": self.constructor.construct_yaml_bool,
+            "tag:yaml.org,2002:null": self.constructor.construct_yaml_null,
+        }
 
     def build(self, node: yaml.Node, path: JsonPath) -> Any:
-        self.count += 1
-        if self.count > MAX_NODES:
-            line, column = node.start_mark.line + 1, node.start_mark.column + 1
-            raise _fail(
-                self.doc.file,
-                line,
-                column,
-                f"document expands to more than {MAX_NODES} nodes (aliases/anchors nested "
-                "too deep?)",
-            )
-        self.doc.value_marks.setdefault(
-            path, (node.start_mark.line + 1, node.start_mark.column + 1)
-        )
+        mark = (node.start_mark.line + 1, node.start_mark.column + 1)
+        if len(path) >= MAX_DEPTH:  # without aliases, _check_expansion did not look
+            raise _fail(self.doc.file, *mark, f"nested more than {MAX_DEPTH} levels deep")
+        self.doc.value_marks.setdefault(path, mark)
+        if node.tag not in _KNOWN_TAGS:
+            self._bad_tag(node)
         if isinstance(node, yaml.MappingNode):
             return self._mapping(node, path)
         if isinstance(node, yaml.SequenceNode):
             return [self.build(item, (*path, i)) for i, item in enumerate(node.value)]
+        if node.style == "|" and "\n" in node.value:
+            self._record_block(node, path)
         return self._scalar(node)
 
+    def _bad_tag(self, node: yaml.Node) -> None:
+        tag = node.tag.replace("tag:yaml.org,2002:", "!!")
+        line, column = node.start_mark.line + 1, node.start_mark.column + 1
+        raise _fail(
+            self.doc.file,
+            line,
+            column,
+            f"unsupported YAML tag {tag!r}: only plain YAML data (text, numbers, true/false, "
+            "lists, mappings) is allowed",
+        )
+
+    def _record_block(self, node: yaml.ScalarNode, path: JsonPath) -> None:
+        """Where the text of a literal block scalar (``key: |``) starts: its second line."""
+        if self.lines is None:
+            self.lines = self.text.splitlines()
+        lines = self.lines
+        first = node.start_mark.line + 1  # 0-based index of the line after the '|'
+        for line in lines[first : node.end_mark.line + 1]:
+            if line.strip():
+                indent = len(line) - len(line.lstrip(" "))
+                self.doc.block_marks[path] = (first + 1, indent + 1)
+                return
+
     def _scalar(self, node: yaml.Node) -> Any:
+        tag = node.tag
+        if tag == _PLAIN_TAG:
+            tag = node.tag = _RESOLVER.resolve(yaml.ScalarNode, node.value, (True, False))
+        if tag == "tag:yaml.org,2002:str":
+            return node.value
+        if tag == _TIMESTAMP_TAG:
+            return node.value  # a date in a scenario is text (a header, a name), not a datetime
         try:
-            return self.constructor.construct_object(node, deep=True)
-        except yaml.constructor.ConstructorError as exc:
-            mark = exc.problem_mark or node.start_mark
-            problem = str(exc.problem)
-            if "constructor for the tag" in problem:
-                problem = f"unsupported YAML tag {node.tag!r}: only plain YAML data is allowed"
-            raise _fail(self.doc.file, mark.line + 1, mark.column + 1, problem) from None
+            return self.scalar_constructors[tag](node)
+        except (yaml.constructor.ConstructorError, ValueError) as exc:
+            mark = node.start_mark
+            raise _fail(
+                self.doc.file, mark.line + 1, mark.column + 1, f"invalid {tag[18:]}: {exc}"
+            ) from None
 
     def _mapping(self, node: yaml.MappingNode, path: JsonPath) -> dict[str, Any]:
         out: dict[str, Any] = {}
-        explicit: set[str] = set()
         merge_nodes = []
         for key_node, value_node in node.value:
-            if key_node.tag == _MERGE_TAG:
+            key, tag = key_node.value, key_node.tag
+            if tag == _MERGE_TAG or (key == "<<" and tag == _PLAIN_TAG):
                 merge_nodes.append(value_node)  # after the explicit keys, so their marks win
                 continue
-            key = self._key(key_node)
-            if key in explicit:
-                line, column = key_node.start_mark.line + 1, key_node.start_mark.column + 1
-                first = self.doc.key_marks.get((*path, key), (line, column))[0]
-                raise _fail(
-                    self.doc.file,
-                    line,
-                    column,
-                    f"{format_path((*path, key))}: duplicate key '{key}' (first defined on line "
-                    f"{first})",
+            if tag not in _KNOWN_TAGS or not isinstance(key, str):
+                key = self._key(key_node)
+            key_path = (*path, key)
+            mark = (key_node.start_mark.line + 1, key_node.start_mark.column + 1)
+            if key in out:
+                first = self.doc.key_marks[key_path][0]
+                self.doc.problems.append(
+                    Problem(
+                        self.doc.file,
+                        *mark,
+                        format_path(key_path),
+                        f"duplicate key '{key}' (first defined on line {first})",
+                    )
                 )
-            explicit.add(key)
-            self.doc.key_marks[(*path, key)] = (
-                key_node.start_mark.line + 1,
-                key_node.start_mark.column + 1,
-            )
-            out[key] = self.build(value_node, (*path, key))
+                continue  # keep the first; the file is refused anyway
+            self.doc.key_marks.setdefault(key_path, mark)
+            out[key] = self.build(value_node, key_path)
+        if not merge_nodes:
+            return out
         merged: dict[str, Any] = {}
         for value_node in merge_nodes:
             merged.update(self._merge_source(value_node, path))
@@ -191,16 +383,19 @@ class _Builder:
         sources = node.value if isinstance(node, yaml.SequenceNode) else [node]
         merged: dict[str, Any] = {}
         for source in reversed(sources):  # earlier sources win, as YAML 1.1 says
-            value = self.build(source, path)
-            if not isinstance(value, dict):
+            if not isinstance(source, yaml.MappingNode):
                 line, column = source.start_mark.line + 1, source.start_mark.column + 1
                 raise _fail(self.doc.file, line, column, "merge key '<<' needs a mapping")
-            merged.update(value)
+            merged.update(self.build(source, path))
         return merged
 
     def _key(self, node: yaml.Node) -> str:
-        value = self._scalar(node) if isinstance(node, yaml.ScalarNode) else None
-        if isinstance(value, str | int | float | bool) and not isinstance(value, bool):
-            return str(value)
+        """A key is its text: ``on:``, ``yes:`` or ``1:`` name things, they are not values."""
+        if node.tag not in _KNOWN_TAGS:
+            self._bad_tag(node)
+        if isinstance(node, yaml.ScalarNode):
+            return node.value
         line, column = node.start_mark.line + 1, node.start_mark.column + 1
-        raise _fail(self.doc.file, line, column, "mapping keys must be plain words")
+        raise _fail(
+            self.doc.file, line, column, "mapping keys must be plain words, not lists or mappings"
+        )
