@@ -431,8 +431,9 @@ def _semantic_problems(
     problems: list[Problem] = []
     is_fragment = data.get("fragment") is True
     if is_fragment:
+        allowed = ", ".join(FRAGMENT_KEYS[:-1]) + f" and {FRAGMENT_KEYS[-1]}"
         problems += [
-            doc.problem((key,), f"a fragment takes only {', '.join(FRAGMENT_KEYS)}", key=True)
+            doc.problem((key,), f"a fragment takes only {allowed}, not '{key}'", key=True)
             for key in data
             if key not in FRAGMENT_KEYS
         ]
@@ -695,7 +696,8 @@ def _analyse_template(source: str) -> tuple[tuple[int, str] | None, frozenset[st
     try:
         tree = templating.environment().parse(source)
     except jinja2.TemplateSyntaxError as exc:
-        return (exc.lineno, f"template error: {_jinja_message(exc.message)}"), frozenset()
+        message = _jinja_message(exc.message, source)
+        return (exc.lineno, f"template error: {message}"), frozenset()
     return None, frozenset(meta.find_undeclared_variables(tree))
 
 
@@ -717,15 +719,17 @@ def _analyse_expression(source: str) -> tuple[str | None, frozenset[str]]:
     return None, names
 
 
-def _jinja_message(message: str | None) -> str:
+def _jinja_message(message: str | None, source: str = "") -> str:
     """Jinja's parser messages, shortened to what a scenario author needs."""
     text = (message or "invalid template").strip()
+    if "end of template" in text:
+        for opener, closer in (("{{", "}}"), ("{%", "%}"), ("{#", "#}")):
+            if source.count(opener) > source.count(closer):
+                return f"'{opener}' is never closed (add '{closer}')"
     block = re.search(r"innermost block that needs to be closed is '(\w+)'", text)
     if block:
         name = block.group(1)
         return f"'{{% {name} %}}' is never closed (add '{{% end{name} %}}')"
-    if "expected 'end of print statement'" in text:
-        return "'{{' is never closed (add '}}')"
     if text == "unexpected '}'":
         return "unexpected '}': a placeholder is written {{ name }}"
     first = text.split(". ")[0].rstrip(".")

@@ -245,6 +245,14 @@ def _syntax_problem(exc: yaml.MarkedYAMLError, name: str, text: str) -> Scenario
     elif "while scanning a quoted scalar" in context and cmark:
         line, column = cmark.line + 1, cmark.column + 1
         message = "YAML syntax error: this quoted string is never closed"
+    elif context.startswith("while parsing a flow ") and cmark:
+        line, column = cmark.line + 1, cmark.column + 1
+        opener, closer = ("[", "]") if "sequence" in context else ("{", "}")
+        got = problem.rsplit("but got ", 1)[-1].replace("'<stream end>'", "the end of the file")
+        message = (
+            f"YAML syntax error: this '{opener}' is never closed: expected ',' or "
+            f"'{closer}' but found {got}"
+        )
     elif "could not find expected ':'" in problem and cmark:
         line, column = cmark.line + 1, cmark.column + 1
         message = "YAML syntax error: expected 'key: value' here (missing ':'?)"
