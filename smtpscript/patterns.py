@@ -111,7 +111,10 @@ class StatusPattern:
         want = self.text.split(".")
         if len(parts) != 3:
             return False
-        return all(w == "x" or w == p for w, p in zip(want, parts, strict=True))
+        # numbers, not text: "5.7.01" is 5.7.1, as the pattern's own "5.7.001" is
+        return all(
+            w == "x" or (p.isdigit() and int(p) == int(w)) for w, p in zip(want, parts, strict=True)
+        )
 
     def __str__(self) -> str:
         return self.text
