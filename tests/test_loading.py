@@ -1,0 +1,353 @@
+"""Discovery, includes and the model built from valid scenarios."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from smtpscript import model as m
+from smtpscript.errors import ConfigError, ScenarioError
+from smtpscript.loading import discover, display_name, load_file, load_paths
+from smtpscript.patterns import CodePattern, StatusPattern
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def write(root: Path, name: str, text: str) -> Path:
+    path = root / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(textwrap.dedent(text).lstrip("\n"), encoding="utf-8")
+    return path
+
+
+# --- discovery --------------------------------------------------------------------
+
+
+def test_discover_walks_folders_in_a_stable_order(tmp_path):
+    for name in ("b.yaml", "a.yml", "sub/z.yaml", "sub/deeper/y.yaml", "notes.txt"):
+        write(tmp_path, name, "x: 1\n")
+    write(tmp_path, ".hidden/secret.yaml", "x: 1\n")
+    write(tmp_path, "smtpscript.yaml", "targets: {}\n")  # the library config is not a scenario
+    found = [p.relative_to(tmp_path).as_posix() for p in discover([tmp_path])]
+    assert found == ["a.yml", "b.yaml", "sub/deeper/y.yaml", "sub/z.yaml"]
+
+
+def test_discover_keeps_named_files_and_drops_repeats(tmp_path):
+    a = write(tmp_path, "a.yaml", "x: 1\n")
+    b = write(tmp_path, "b.txt", "x: 1\n")  # named explicitly: taken whatever its suffix
+    assert discover([b, a, tmp_path, a]) == [b, a]
+
+
+def test_discover_refuses_a_missing_path(tmp_path):
+    with pytest.raises(ConfigError, match=r"nope\.yaml: no such file or directory"):
+        discover([tmp_path / "nope.yaml"])
+
+
+def test_display_names_are_relative_to_the_working_directory(tmp_path, monkeypatch):
+    path = write(tmp_path, "lib/a.yaml", "x: 1\n")
+    monkeypatch.chdir(tmp_path)
+    assert display_name(path) == "lib/a.yaml"
+    monkeypatch.chdir(tmp_path / "lib")
+    assert display_name(Path("a.yaml")) == "a.yaml"
+    outside = Path("/") / "definitely-not-here.yaml"
+    assert display_name(outside) == str(outside)
+
+
+# --- every shipped scenario ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "path",
+    sorted((REPO / "scenarios").rglob("*.yaml")),
+    ids=lambda p: p.relative_to(REPO).as_posix(),
+)
+def test_every_shipped_scenario_is_valid(path):
+    item = load_file(path)
+    assert isinstance(item, m.Scenario | str)
+    if isinstance(item, m.Scenario):
+        assert item.title and item.steps and item.severity in m.SEVERITIES
+
+
+# --- the model ---------------------------------------------------------------------
+
+FRAGMENT = """
+smtpscript: 1
+fragment: true
+description: banner and EHLO
+vars:
+  helo: default.example.org
+  port: 25
+steps:
+  - connect: {}
+    expect: 220
+  - ehlo: "{{ helo }}"
+    capture:
+      size: "SIZE (\\\\d+)"
+"""
+
+SCENARIO = """
+smtpscript: 1
+title: Everything a scenario can say
+description: One of each kind of step.
+severity: high
+tags: [relay, security]
+references: ["RFC 5321"]
+target:
+  host: mx.example.org
+  port: 587
+  tls: none
+  verify: false
+  timeout: 5
+vars:
+  sender: probe@example.org
+secrets: [password]
+public_env: [SMTP_USER]
+when: "env.SMTP_USER is defined"
+steps:
+  - include: fragments/greet.yaml
+    with:
+      helo: me.example.org
+  - starttls:
+      server_name: mx.example.org
+      min_version: TLSv1.2
+    tls:
+      min_version: TLSv1.2
+      days_left: 14
+  - auth:
+      mechanism: PLAIN
+      username: "{{ env.SMTP_USER }}"
+      password: "{{ password }}"
+  - send: "MAIL FROM:<{{ sender }}>"
+    name: sender
+    expect: [250, "2xx"]
+    status: 2.1.0
+    match: "(?i)ok"
+    timeout: 2.5
+    continue_on_fail: true
+  - pipeline:
+      - send: "RCPT TO:<a@example.net>"
+        expect: 550
+      - send: "RCPT TO:<b{{ index }}@example.net>"
+    repeat: 3
+  - data:
+      headers:
+        Subject: hello
+        X-Count: 2
+      body: "size {{ size }}"
+  - raw: "NOOP\\r\\n"
+    expect: any
+  - sleep: 1
+  - read: {}
+    expect: closed
+    when: "'PIPELINING' in caps"
+"""
+
+
+@pytest.fixture
+def scenario(tmp_path, monkeypatch) -> m.Scenario:
+    write(tmp_path, "fragments/greet.yaml", FRAGMENT)
+    write(tmp_path, "all.yaml", SCENARIO)
+    monkeypatch.chdir(tmp_path)
+    result = load_paths(["."], extra_names={"password"})
+    assert result.problems == []
+    assert result.fragments == ["fragments/greet.yaml"]
+    assert result.files == 2
+    [scenario] = result.scenarios
+    return scenario
+
+
+def test_scenario_fields(scenario):
+    assert scenario.version == 1
+    assert scenario.title == "Everything a scenario can say"
+    assert scenario.file == "all.yaml"
+    assert scenario.pos == m.SourcePos("all.yaml", 1, 1)
+    assert scenario.description == "One of each kind of step."
+    assert (scenario.severity, scenario.tags, scenario.references) == (
+        "high",
+        ("relay", "security"),
+        ("RFC 5321",),
+    )
+    assert scenario.target == m.Endpoint(
+        host="mx.example.org",
+        port=587,
+        tls="none",
+        tls_options=m.TlsOptions(verify=False),
+        timeout=5,
+    )
+    assert scenario.vars == {"sender": "probe@example.org"}
+    assert (scenario.secrets, scenario.public_env) == (("password",), ("SMTP_USER",))
+    assert scenario.when == "env.SMTP_USER is defined"
+
+
+def test_step_kinds_paths_and_positions(scenario):
+    steps = scenario.steps
+    assert [s.kind for s in steps] == [
+        "include", "starttls", "auth", "send", "pipeline", "data", "raw", "sleep", "read",
+    ]  # fmt: skip
+    assert [s.path for s in steps] == [f"steps[{i}]" for i in range(9)]
+    assert [(s.pos.line, s.pos.column) for s in steps] == [
+        (19, 5), (22, 5), (28, 5), (32, 5), (39, 5), (44, 5), (49, 5), (51, 5), (52, 5),
+    ]  # fmt: skip
+    assert all(s.pos.file == "all.yaml" for s in steps)
+
+
+def test_include_becomes_a_group_with_layered_vars(scenario):
+    group = scenario.steps[0].action
+    assert isinstance(group, m.Group)
+    assert group.source == "fragments/greet.yaml"
+    assert group.with_vars == {"helo": "me.example.org", "port": 25}  # with wins over defaults
+    connect, ehlo = group.steps
+    assert connect.action == m.Connect(m.Endpoint())
+    assert connect.expect.codes == CodePattern(("220",))
+    assert ehlo.action == m.Greet("EHLO", "{{ helo }}")
+    assert ehlo.capture == (("size", "SIZE (\\d+)"),)
+    # steps of a fragment: their own file and position, a path through the include
+    assert [s.path for s in group.steps] == [
+        "steps[0].include.steps[0]",
+        "steps[0].include.steps[1]",
+    ]
+    assert [str(s.pos) for s in group.steps] == [
+        "fragments/greet.yaml:8:5",
+        "fragments/greet.yaml:10:5",
+    ]
+
+
+def test_actions_and_expectations(scenario):
+    _, starttls, auth, send, pipeline, data, raw, sleep, read = scenario.steps
+    assert starttls.action == m.StartTls(
+        m.TlsOptions(server_name="mx.example.org", min_version="TLSv1.2")
+    )
+    assert starttls.expect.tls == m.TlsExpectation(min_version="TLSv1.2", days_left=14)
+    assert auth.action == m.Auth("PLAIN", "{{ env.SMTP_USER }}", password="{{ password }}")
+    assert auth.expect == m.Expectation()  # the action's default applies
+    assert send.action == m.Send("MAIL FROM:<{{ sender }}>")
+    assert send.expect == m.Expectation(
+        codes=CodePattern(("250", "2xx")), status=StatusPattern("2.1.0"), match="(?i)ok"
+    )
+    assert (send.name, send.timeout, send.continue_on_fail) == ("sender", 2.5, True)
+    assert isinstance(pipeline.action, m.Pipeline)
+    assert pipeline.repeat == 3
+    inner = pipeline.action.steps
+    assert [s.action for s in inner] == [
+        m.Send("RCPT TO:<a@example.net>"),
+        m.Send("RCPT TO:<b{{ index }}@example.net>"),
+    ]
+    assert [s.path for s in inner] == ["steps[4].pipeline[0]", "steps[4].pipeline[1]"]
+    assert inner[0].expect.codes == CodePattern(("550",))
+    assert data.action == m.Data(
+        headers=(("Subject", "hello"), ("X-Count", "2")), body="size {{ size }}"
+    )
+    assert raw.action == m.Raw("NOOP\r\n")
+    assert raw.expect.codes is not None and raw.expect.codes.accepts_any_reply
+    assert sleep.action == m.Sleep(1.0)
+    assert read.action == m.Read()
+    assert read.expect.codes is not None and read.expect.codes.expects_closed
+    assert read.when == "'PIPELINING' in caps"
+
+
+def test_data_as_text_and_connect_with_options(tmp_path):
+    path = write(
+        tmp_path,
+        "s.yaml",
+        """
+        smtpscript: 1
+        title: t
+        steps:
+          - connect:
+              host: "{{ relay }}"
+              port: 465
+              tls: implicit
+              ca_file: ca.pem
+          - data: "Subject: hi\\r\\n\\r\\nbody\\r\\n"
+          - connect:
+        """,
+    )
+    scenario = load_file(path, extra_names=["relay"])
+    assert isinstance(scenario, m.Scenario)
+    connect, data, bare = scenario.steps
+    assert connect.action == m.Connect(
+        m.Endpoint(
+            host="{{ relay }}", port=465, tls="implicit", tls_options=m.TlsOptions(ca_file="ca.pem")
+        )
+    )
+    assert data.action == m.Data(text="Subject: hi\r\n\r\nbody\r\n")
+    assert bare.action == m.Connect(m.Endpoint())
+
+
+# --- includes: problems ----------------------------------------------------------------
+
+
+def test_all_include_problems_of_a_file_are_reported(tmp_path, monkeypatch):
+    write(tmp_path, "plain.yaml", "smtpscript: 1\ntitle: p\nsteps:\n  - send: NOOP\n")
+    path = write(
+        tmp_path,
+        "s.yaml",
+        """
+        smtpscript: 1
+        title: t
+        steps:
+          - include: one.yaml
+          - include: plain.yaml
+          - include: two.yaml
+        """,
+    )
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ScenarioError) as info:
+        load_file(path)
+    assert str(info.value).splitlines() == [
+        "s.yaml:4:14: steps[0].include: included file not found: one.yaml",
+        "s.yaml:5:14: steps[1].include: plain.yaml is not a fragment (add 'fragment: true' to it)",
+        "s.yaml:6:14: steps[2].include: included file not found: two.yaml",
+    ]
+
+
+def test_cycles_through_two_fragments(tmp_path, monkeypatch):
+    write(tmp_path, "a.yaml", "smtpscript: 1\nfragment: true\nsteps:\n  - include: b.yaml\n")
+    write(tmp_path, "b.yaml", "smtpscript: 1\nfragment: true\nsteps:\n  - include: a.yaml\n")
+    write(tmp_path, "s.yaml", "smtpscript: 1\ntitle: t\nsteps:\n  - include: a.yaml\n")
+    monkeypatch.chdir(tmp_path)
+    result = load_paths(["."])
+    assert [str(p) for p in result.problems] == [
+        "a.yaml:4:14: steps[0].include: include cycle: b.yaml includes itself "
+        "(directly or indirectly)",
+        "b.yaml:4:14: steps[0].include: include cycle: a.yaml includes itself "
+        "(directly or indirectly)",
+    ]
+    assert result.scenarios == []
+
+
+def test_a_fragment_with_a_broken_include_is_invalid_on_its_own(tmp_path, monkeypatch):
+    write(tmp_path, "f.yaml", "smtpscript: 1\nfragment: true\nsteps:\n  - include: gone.yaml\n")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ScenarioError, match=r"f\.yaml:4:14: steps\[0\]\.include: included file"):
+        load_file(Path("f.yaml"))
+
+
+def test_nested_includes_are_resolved_relative_to_each_file(tmp_path, monkeypatch):
+    write(
+        tmp_path,
+        "lib/outer.yaml",
+        "smtpscript: 1\nfragment: true\nsteps:\n  - include: inner/inner.yaml\n  - send: NOOP\n",
+    )
+    write(
+        tmp_path, "lib/inner/inner.yaml", "smtpscript: 1\nfragment: true\nsteps:\n  - send: RSET\n"
+    )
+    write(tmp_path, "s.yaml", "smtpscript: 1\ntitle: t\nsteps:\n  - include: lib/outer.yaml\n")
+    monkeypatch.chdir(tmp_path)
+    scenario = load_file(Path("s.yaml"))
+    assert isinstance(scenario, m.Scenario)
+    [outer] = scenario.steps
+    assert isinstance(outer.action, m.Group)
+    inner_group, noop = outer.action.steps
+    assert isinstance(inner_group.action, m.Group)
+    assert inner_group.action.source == "lib/inner/inner.yaml"
+    assert inner_group.action.steps[0].path == "steps[0].include.steps[0].include.steps[0]"
+    assert noop.action == m.Send("NOOP")
+
+
+def test_load_file_returns_a_fragments_name(tmp_path, monkeypatch):
+    write(tmp_path, "f.yaml", "smtpscript: 1\nfragment: true\nsteps:\n  - send: NOOP\n")
+    monkeypatch.chdir(tmp_path)
+    assert load_file(Path("f.yaml")) == "f.yaml"
