@@ -1061,3 +1061,37 @@ def test_the_compiled_schema_check_agrees_with_jsonschema():
     disagree = [doc for doc, (a, b) in zip(documents, verdicts, strict=True) if a != b]
     assert not disagree
     assert {v for v, _ in verdicts} == {True, False}
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "{{ helo }}",
+        "MAIL FROM:<{{ sender }}> SIZE={{ caps.SIZE }}",
+        "{{a}}{{ b.c.d }}",
+        "{{\n  multi\n}}",
+        "{{ true }}",
+        "{{ none }}",
+        "{{ and }}",
+        "{{ not }}",
+        "{{{ helo }}}",
+        "{ {{ helo }} }",
+        "{{- helo -}}",
+        "{{ helo }",
+        "{{ a | b64 }}",
+        "{{ a ~ b }}",
+        "{% for x in items %}{{ x }}{% endfor %}",
+        "{% if a %}{{ b }}{% endif %}",
+        "{# comment #}{{ c }}",
+        "{{ 'x' }}",
+        "{{ a[0] }}",
+    ],
+)
+def test_the_template_fast_path_agrees_with_jinja(source):
+    from smtpscript import templating
+
+    error, names = validation._analyse_template(source)
+    slow = templating.syntax_error(source)
+    assert (error is None) == (slow is None)
+    if error is None:
+        assert names == templating.names_used(source)
