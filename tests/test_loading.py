@@ -351,3 +351,40 @@ def test_load_file_returns_a_fragments_name(tmp_path, monkeypatch):
     write(tmp_path, "f.yaml", "smtpscript: 1\nfragment: true\nsteps:\n  - send: NOOP\n")
     monkeypatch.chdir(tmp_path)
     assert load_file(Path("f.yaml")) == "f.yaml"
+
+
+def test_anchors_and_merge_keys_in_a_valid_scenario(tmp_path, monkeypatch, capsys):
+    path = write(
+        tmp_path,
+        "merge.yaml",
+        """
+        smtpscript: 1
+        title: Anchors and merge keys stay within bounds
+        vars:
+          outsider: &outsider probe@example.org
+          helo: *outsider
+        steps:
+          - send: "MAIL FROM:<{{ outsider }}>"
+            <<: &refused {expect: [550, 554], status: 5.7.x, timeout: 5}
+          - send: "RCPT TO:<a@example.net>"
+            <<: *refused
+          - send: "RCPT TO:<b@example.net>"
+            <<: *refused
+            timeout: 9
+        """,
+    )
+    monkeypatch.chdir(tmp_path)
+    from smtpscript.cli import run_cli
+
+    assert run_cli(["validate", "merge.yaml"]) == 0, capsys.readouterr().err
+    scenario = load_file(path)
+    assert isinstance(scenario, m.Scenario)
+    assert scenario.vars == {"outsider": "probe@example.org", "helo": "probe@example.org"}
+    refused = m.Expectation(codes=CodePattern(("550", "554")), status=StatusPattern("5.7.x"))
+    assert [(s.expect, s.timeout) for s in scenario.steps] == [
+        (refused, 5),
+        (refused, 5),
+        (refused, 9),
+    ]
+    # positions are those of the steps themselves, not of the anchor they merge
+    assert [s.pos.line for s in scenario.steps] == [7, 9, 11]
