@@ -116,23 +116,38 @@ class Hostile:
         self._loop.close()
 
     async def _start(self) -> None:
-        self._server = await asyncio.start_server(self._handle, self.host, 0)
+        self._server = await asyncio.start_server(self._accept, self.host, 0)
         self.port = self._server.sockets[0].getsockname()[1]
 
     async def _stop(self) -> None:
         assert self._server is not None
-        self._server.close()
-        for task in list(self._tasks):
+        # Let connections accepted already be set up first: on Python 3.11 a server
+        # closed under a pending accept fails an assertion and leaks that socket.
+        current = asyncio.current_task()
+        while accepting := [
+            t
+            for t in asyncio.all_tasks()
+            if t is not current and t.get_coro().__name__ == "_accept_connection2"
+        ]:
+            await asyncio.wait(accepting, timeout=STOP_TIMEOUT)
+        self._server.close()  # in the same step as the check: no accept can slip in
+        for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        for conn in self.connections:  # a task cancelled before it ran never closed its own
+            await _close(conn.writer)
         await self._server.wait_closed()
 
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter):  # type: ignore[no-untyped-def]
+        """Called by asyncio the moment a connection is accepted; returns the script's run."""
+        conn = Conn(reader, writer)
+        self.connections.append(conn)
+        return self._handle(conn)
+
+    async def _handle(self, conn: Conn) -> None:
         task = asyncio.current_task()
         assert task is not None
         self._tasks.add(task)
-        conn = Conn(reader, writer)
-        self.connections.append(conn)
         try:
             await self.script(conn)
         except (ConnectionError, asyncio.IncompleteReadError, ssl.SSLError):
@@ -143,13 +158,16 @@ class Hostile:
             self.errors.append(exc)
         finally:
             self._tasks.discard(task)
-            await _close(writer)
+            await _close(conn.writer)
 
 
 async def _close(writer: asyncio.StreamWriter) -> None:
-    """Close gracefully (FIN after what was written); never wait long for a stuck peer."""
-    if writer.transport.is_closing():
-        return
-    writer.close()
+    """Close gracefully (FIN after what was written); never wait long for a stuck peer.
+
+    Waiting for wait_closed() even when the transport is already closing (after a
+    reset) lets its socket be closed before the loop stops, not left to the GC.
+    """
+    if not writer.transport.is_closing():
+        writer.close()
     with contextlib.suppress(Exception):
         await asyncio.wait_for(writer.wait_closed(), 1)
