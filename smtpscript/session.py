@@ -189,21 +189,27 @@ class Session:
 
     async def read_reply(self, timeout: float) -> Reply | Closed:
         """One complete reply, or Closed; ReplyTimeout / RemoteProtocolError otherwise."""
+        reply = self._next_parsed()  # pipelined replies may be here already: no timer needed
+        if reply is not None:
+            return reply
+        try:
+            # One deadline for the whole reply (a slowloris server cannot stretch it), and
+            # no task per read as wait_for would create: this is the hot path of a run.
+            async with asyncio.timeout(timeout):
+                return await self._read_until_reply()
+        except TimeoutError:
+            raise ReplyTimeout(f"no complete reply within {timeout:g} s") from None
+
+    async def _read_until_reply(self) -> Reply | Closed:
         assert self._reader is not None
-        deadline = time.monotonic() + timeout
         while True:
             reply = self._next_parsed()
             if reply is not None:
                 return reply
             if self._eof:
                 return Closed()
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise ReplyTimeout(f"no complete reply within {timeout:g} s")
             try:
-                data = await asyncio.wait_for(self._reader.read(READ_CHUNK), remaining)
-            except TimeoutError:
-                raise ReplyTimeout(f"no complete reply within {timeout:g} s") from None
+                data = await self._reader.read(READ_CHUNK)
             except (ConnectionResetError, BrokenPipeError, ssl.SSLError):
                 return self._closed(reset=True)
             if not data:
