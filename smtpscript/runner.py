@@ -174,7 +174,9 @@ class ScenarioRun:
             return True
         count = self._repeat_count(step)
         for index in range(1, count + 1):
-            self.scope.maps[0]["index"] = index
+            # A step without repeat inside a repeated include keeps the include's index.
+            if step.repeat is not None or "index" not in self.scope:
+                self.scope.maps[0]["index"] = index
             ok = await self._run_once(step, index if step.repeat is not None else None)
             if not ok and not step.continue_on_fail:
                 return False
