@@ -660,3 +660,31 @@ def test_many_scenarios_at_once(tmp_path, target):
     assert [s.title for s in outcome.scenarios] == [f"run {i}" for i in range(12)]
     assert outcome.ok and outcome.counts()["passed"] == 12
     assert outcome.targets[0].name == "sandbox"
+
+
+def test_repeat_on_an_include_and_a_pipeline_repeats_the_group(tmp_path, target):
+    (tmp_path / "vrfy.yaml").write_text(
+        "smtpscript: 1\nfragment: true\nsteps:\n"
+        "  - send: 'VRFY a{{ index }}'\n    expect: 252\n"
+        "  - send: 'VRFY b{{ index }}'\n    expect: 252\n",
+        encoding="utf-8",
+    )
+    result = run_yaml(
+        tmp_path,
+        """
+        steps:
+          - ehlo: client.test
+          - include: vrfy.yaml
+            repeat: 2
+          - pipeline:
+              - send: "VRFY p{{ index }}"
+              - send: NOOP
+            repeat: 2
+        """,
+        target,
+    )
+    assert result.verdict == "passed", result.reason
+    assert sent(result)[1:] == [
+        "VRFY a1", "VRFY b1", "VRFY a2", "VRFY b2",
+        "VRFY p1", "NOOP", "VRFY p2", "NOOP", "QUIT",
+    ]  # fmt: skip
