@@ -294,7 +294,8 @@ class ScenarioRun:
         assert self.session is not None
         if not self.session.is_open:
             raise StepError("the connection is closed; cannot send")
-        await self.session.send(data, display if display != _raw_display(data) else None)
+        shown = display if display != _raw_display(data) else None
+        await self.session.send(data, shown, timeout=self._timeout_default())
         record.result.sent += display.split("\n") if display else [""]
 
     async def _read(self, step: m.Step, record: _Record) -> Reply | Closed:
@@ -370,9 +371,10 @@ class ScenarioRun:
             return
         if quit_first and session.is_open and not self._quit_sent(session):
             with contextlib.suppress(Exception):
-                await session.send(b"QUIT\r\n")
                 # never wait longer for QUIT than the scenario allows for any reply
-                await session.read_reply(min(QUIT_TIMEOUT, self._timeout_default()))
+                wait = min(QUIT_TIMEOUT, self._timeout_default())
+                await session.send(b"QUIT\r\n", timeout=wait)
+                await session.read_reply(wait)
         await session.close()
 
     @staticmethod
@@ -412,7 +414,7 @@ class ScenarioRun:
             lines = [self._render(inner.action.line) for inner in action.steps]  # type: ignore[union-attr]
             data = b"".join(protocol.encode_command(line) for line in lines)
             assert self.session is not None
-            await self.session.send(data, "\n".join(lines))
+            await self.session.send(data, "\n".join(lines), timeout=self._timeout(step))
         except (TemplateError, LocalProtocolError, ConnectionError) as exc:
             self._finish_rest(records[1:], "not sent: the pipeline could not be written")
             return self._finish(records[0], "error", str(exc))

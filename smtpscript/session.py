@@ -36,6 +36,10 @@ class ReplyTimeout(Exception):
     """No complete reply within the timeout."""
 
 
+class SendTimeout(ConnectionError):
+    """The server stopped reading: our data did not leave within the timeout."""
+
+
 @dataclass
 class Closed:
     """The server closed the connection (FIN or reset) instead of a complete reply."""
@@ -175,14 +179,28 @@ class Session:
             ) from None
         self._record_tls(server_name, context)
 
-    async def send(self, data: bytes, display: str | None = None) -> None:
-        """Write bytes; ``display`` replaces them in the transcript (e.g. masked AUTH)."""
+    async def send(
+        self, data: bytes, display: str | None = None, timeout: float | None = None
+    ) -> None:
+        """Write bytes; ``display`` replaces them in the transcript (e.g. masked AUTH).
+
+        A server that stops reading would block us forever once the socket buffers
+        are full: after ``timeout`` seconds the connection is aborted (SendTimeout).
+        """
         if self._writer is None:
             raise ConnectionError("not connected")
         self.events.append(RawEvent(self.now(), "C", data, display))
         self._writer.write(data)
         try:
-            await self._writer.drain()
+            async with asyncio.timeout(timeout):
+                await self._writer.drain()
+        except TimeoutError:  # before OSError, of which it is a subclass
+            self._eof = True
+            self._writer.transport.abort()
+            self.note("connection aborted: the server stopped reading")
+            raise SendTimeout(
+                f"the server did not take our data within {timeout:g} s (it stopped reading)"
+            ) from None
         except (ConnectionError, OSError) as exc:
             self._eof = True
             raise ConnectionError(f"connection lost while sending: {exc}") from None
@@ -251,4 +269,11 @@ def _hostport(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-__all__ = ["Closed", "ConnectError", "RemoteProtocolError", "ReplyTimeout", "Session"]
+__all__ = [
+    "Closed",
+    "ConnectError",
+    "RemoteProtocolError",
+    "ReplyTimeout",
+    "SendTimeout",
+    "Session",
+]
