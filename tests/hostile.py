@@ -48,15 +48,23 @@ class Conn:
             await asyncio.sleep(delay)
 
     async def serve(
-        self, replies: dict[bytes, bytes], default: bytes = b"250 2.0.0 Ok\r\n"
+        self,
+        replies: dict[bytes, bytes],
+        default: bytes = b"250 2.0.0 Ok\r\n",
+        stop_after: bytes | None = None,
     ) -> None:
-        """Answer each command by its verb until QUIT or EOF; QUIT gets 221 and a close."""
+        """Answer each command by its verb until QUIT or EOF; QUIT gets 221 and a close.
+
+        ``stop_after``: return (without closing) once this verb has been answered.
+        """
         while line := await self.line():
             verb = line.split()[0].upper() if line.split() else b""
             if verb == b"QUIT":
                 await self.send(replies.get(b"QUIT", b"221 2.0.0 Bye\r\n"))
                 return
             await self.send(replies.get(verb, default))
+            if verb == stop_after:
+                return
 
     async def drain_until_eof(self) -> None:
         """Read and keep whatever comes until the client goes away (never answer)."""

@@ -208,6 +208,26 @@ def test_a_10_mb_line_is_a_protocol_error_with_bounded_memory(tmp_path):
     assert received < 1024 * 1024
 
 
+async def stops_reading(conn: Conn) -> None:
+    await conn.send(BANNER)
+    await conn.serve({b"EHLO": EHLO, b"DATA": b"354 go ahead\r\n"}, stop_after=b"DATA")
+    await asyncio.sleep(60)  # read nothing more: the client's writes pile up
+
+
+def test_a_server_that_stops_reading_cannot_block_a_send(tmp_path):
+    # 24 MB cannot all sit in loopback socket buffers, so the client's drain would block
+    steps = "- ehlo: client.test\n- data: \"{{ 'x' * 24000000 }}\"\n"
+    path = scenario(tmp_path, steps, timeout=1)
+    with Hostile(stops_reading) as server:
+        result, elapsed, _ = run_against(server, path)
+    assert result.verdict == "error"
+    assert result.steps[2].message == (
+        "the server did not take our data within 1 s (it stopped reading)"
+    )
+    assert result.transcript[-1].text == "connection aborted: the server stopped reading"
+    assert elapsed < 1 + 5  # the timeout, plus rendering and encoding 24 MB
+
+
 # --- closing and resetting -----------------------------------------------------------------
 
 

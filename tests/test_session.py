@@ -14,7 +14,7 @@ from hostile import Conn, Hostile
 from smtpscript.errors import RemoteProtocolError
 from smtpscript.protocol import Reply
 from smtpscript.sandbox import Sandbox, SandboxConfig
-from smtpscript.session import Closed, ConnectError, ReplyTimeout, Session
+from smtpscript.session import Closed, ConnectError, ReplyTimeout, SendTimeout, Session
 
 TIMEOUT = 5.0
 
@@ -288,3 +288,20 @@ def test_send_after_close_is_a_connection_error():
 
     with Hostile(script) as server, pytest.raises(ConnectionError, match="not connected"):
         talk(server, steps)
+
+
+def test_a_send_to_a_server_that_does_not_read_times_out():
+    async def script(conn: Conn) -> None:
+        await asyncio.sleep(60)  # never read
+
+    async def steps(session: Session) -> Session:
+        started = time.monotonic()
+        with pytest.raises(SendTimeout, match=r"^the server did not take our data within 0.5 s"):
+            await session.send(b"x" * 24_000_000, "24 MB", timeout=0.5)
+        assert time.monotonic() - started < 0.5 + 1.5
+        return session
+
+    with Hostile(script) as server:
+        session = talk(server, steps)
+    assert not session.is_open
+    assert session.events[-1].data == "connection aborted: the server stopped reading"
