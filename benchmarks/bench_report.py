@@ -31,14 +31,33 @@ from smtpscript.results import (
 )
 
 TARGETS = [TargetInfo(f"mx{i}.example.org", f"mx{i}.example.org", 25) for i in range(1, 5)]
-EHLO_CAPS = ["mx.example.org Hello audit.example.org [192.0.2.1]", "PIPELINING", "SIZE 52428800",
-             "ETRN", "AUTH PLAIN LOGIN", "ENHANCEDSTATUSCODES", "8BITMIME", "DSN", "SMTPUTF8",
-             "CHUNKING", "STARTTLS"]
-TLS = TlsFacts(version="TLSv1.3", cipher="TLS_AES_256_GCM_SHA384", bits=256,
-               subject="CN=mx.example.org", issuer="CN=R11,O=Let's Encrypt,C=US",
-               sans=["mx.example.org", "mail.example.org"], not_before="2026-01-01T00:00:00Z",
-               not_after="2026-04-01T00:00:00Z", days_left=61, verified=True,
-               server_name="mx.example.org", name_matches=True)
+EHLO_CAPS = [
+    "mx.example.org Hello audit.example.org [192.0.2.1]",
+    "PIPELINING",
+    "SIZE 52428800",
+    "ETRN",
+    "AUTH PLAIN LOGIN",
+    "ENHANCEDSTATUSCODES",
+    "8BITMIME",
+    "DSN",
+    "SMTPUTF8",
+    "CHUNKING",
+    "STARTTLS",
+]
+TLS = TlsFacts(
+    version="TLSv1.3",
+    cipher="TLS_AES_256_GCM_SHA384",
+    bits=256,
+    subject="CN=mx.example.org",
+    issuer="CN=R11,O=Let's Encrypt,C=US",
+    sans=["mx.example.org", "mail.example.org"],
+    not_before="2026-01-01T00:00:00Z",
+    not_after="2026-04-01T00:00:00Z",
+    days_left=61,
+    verified=True,
+    server_name="mx.example.org",
+    name_matches=True,
+)
 
 PLAN: list[tuple[str, str, list[str], int, list[str], str]] = [
     # kind, name, sent, code, reply lines, expected
@@ -46,12 +65,30 @@ PLAN: list[tuple[str, str, list[str], int, list[str], str]] = [
     ("ehlo", "EHLO audit.example.org", ["EHLO audit.example.org"], 250, EHLO_CAPS, "250"),
     ("starttls", "STARTTLS", ["STARTTLS"], 220, ["2.0.0 Ready to start TLS"], "220"),
     ("ehlo", "EHLO audit.example.org", ["EHLO audit.example.org"], 250, EHLO_CAPS[:-1], "250"),
-    ("send", "MAIL FROM:<probe@example.org>", ["MAIL FROM:<probe@example.org>"], 250,
-     ["2.1.0 Ok"], "2xx"),
-    ("send", "RCPT TO:<victim@example.net>", ["RCPT TO:<victim@example.net>"], 554,
-     ["5.7.1 <victim@example.net>: Relay access denied"], "550 or 554, status 5.7.x"),
-    ("data", "DATA", ["DATA", "Subject: probe", "", "hello", "."], 250,
-     ["2.0.0 Ok: queued as 4Xk2Lq0z3Jz9tX"], "250"),
+    (
+        "send",
+        "MAIL FROM:<probe@example.org>",
+        ["MAIL FROM:<probe@example.org>"],
+        250,
+        ["2.1.0 Ok"],
+        "2xx",
+    ),
+    (
+        "send",
+        "RCPT TO:<victim@example.net>",
+        ["RCPT TO:<victim@example.net>"],
+        554,
+        ["5.7.1 <victim@example.net>: Relay access denied"],
+        "550 or 554, status 5.7.x",
+    ),
+    (
+        "data",
+        "DATA",
+        ["DATA", "Subject: probe", "", "hello", "."],
+        250,
+        ["2.0.0 Ok: queued as 4Xk2Lq0z3Jz9tX"],
+        "250",
+    ),
     ("send", "QUIT", ["QUIT"], 221, ["2.0.0 Bye"], "221"),
 ]
 
@@ -59,28 +96,54 @@ PLAN: list[tuple[str, str, list[str], int, list[str], str]] = [
 def build_run(n: int, seed: int = 7) -> RunResult:
     rng = random.Random(seed)
     scenarios = [_scenario(i, TARGETS[i % len(TARGETS)], rng) for i in range(n)]
-    return RunResult(tool_version="0.1.0", started_at="2026-01-02T03:04:05+00:00",
-                     finished_at="2026-01-02T03:09:05+00:00", duration_ms=300_000.0,
-                     targets=TARGETS, scenarios=scenarios)
+    return RunResult(
+        tool_version="0.1.0",
+        started_at="2026-01-02T03:04:05+00:00",
+        finished_at="2026-01-02T03:09:05+00:00",
+        duration_ms=300_000.0,
+        targets=TARGETS,
+        scenarios=scenarios,
+    )
 
 
 def _scenario(i: int, target: TargetInfo, rng: random.Random) -> ScenarioResult:
     roll = rng.random()
-    verdict = ("failed" if roll < 0.10 else "error" if roll < 0.13
-               else "skipped" if roll < 0.18 else "passed")
+    verdict = (
+        "failed"
+        if roll < 0.10
+        else "error"
+        if roll < 0.13
+        else "skipped"
+        if roll < 0.18
+        else "passed"
+    )
     steps, transcript = ([], []) if verdict == "skipped" else _steps(verdict, rng)
     failing = next((s for s in steps if s.verdict in ("failed", "error")), None)
-    reason = (failing.message if failing else "env.SMTP_TOKEN is not defined"
-              if verdict == "skipped" else None)
+    reason = (
+        failing.message
+        if failing
+        else "env.SMTP_TOKEN is not defined"
+        if verdict == "skipped"
+        else None
+    )
     sid = f"suite{i // 250}/check-{i // len(TARGETS):04d}.yaml"
     return ScenarioResult(
-        scenario_id=sid, file=f"scenarios/{sid}", line=1,
+        scenario_id=sid,
+        file=f"scenarios/{sid}",
+        line=1,
         title=f"Check {i // len(TARGETS):04d}: refuses to relay for an unauthenticated outsider",
         description="An outside sender must not reach an outside recipient through us.",
         severity=rng.choice(["info", "low", "medium", "high", "critical"]),
-        tags=["relay", "security"], references=["RFC 5321 section 3.6.2"], target=target,
-        verdict=verdict, reason=reason, started_at="2026-01-02T03:04:06+00:00",
-        duration_ms=sum(s.duration_ms for s in steps), steps=steps, transcript=transcript)
+        tags=["relay", "security"],
+        references=["RFC 5321 section 3.6.2"],
+        target=target,
+        verdict=verdict,
+        reason=reason,
+        started_at="2026-01-02T03:04:06+00:00",
+        duration_ms=sum(s.duration_ms for s in steps),
+        steps=steps,
+        transcript=transcript,
+    )
 
 
 def _steps(verdict: str, rng: random.Random) -> tuple[list[StepResult], list[TranscriptEntry]]:
@@ -92,11 +155,22 @@ def _steps(verdict: str, rng: random.Random) -> tuple[list[StepResult], list[Tra
         ms = rng.uniform(0.3, 40.0)
         step_verdict = verdict if n - 1 == bad_at else "passed"
         message = f"expected {expected}; got {code} {lines[0]}" if n - 1 == bad_at else None
-        steps.append(StepResult(
-            index=n, path=f"steps[{n - 1}]", kind=kind, name=name, line=10 + 2 * n,
-            verdict=step_verdict, expected=expected, message=message, sent=list(sent),
-            replies=[ReplyRecord(code=code, status=None, lines=list(lines), elapsed_ms=ms)],
-            duration_ms=ms, tls=TLS if kind == "starttls" else None))
+        steps.append(
+            StepResult(
+                index=n,
+                path=f"steps[{n - 1}]",
+                kind=kind,
+                name=name,
+                line=10 + 2 * n,
+                verdict=step_verdict,
+                expected=expected,
+                message=message,
+                sent=list(sent),
+                replies=[ReplyRecord(code=code, status=None, lines=list(lines), elapsed_ms=ms)],
+                duration_ms=ms,
+                tls=TLS if kind == "starttls" else None,
+            )
+        )
         transcript += [TranscriptEntry(round(clock, 4), "C", s) for s in sent]
         clock += ms / 1000
         transcript += [TranscriptEntry(round(clock, 4), "S", f"{code} {t}") for t in lines]
@@ -133,12 +207,18 @@ def main(argv: list[str] | None = None) -> int:
     size = len(html.encode("utf-8"))
     jcold, jwarm, junit = _time(lambda: render_junit(run), args.repeat)
     steps = sum(len(s.steps) for s in run.scenarios)
-    print(f"results: {len(run.scenarios)} scenario runs, {steps} steps, "
-          f"{sum(len(s.transcript) for s in run.scenarios)} transcript lines")
-    print(f"html:  first render {cold:.3f} s, warm median {warm:.3f} s, "
-          f"size {size / 1e6:.2f} MB ({size / len(run.scenarios) / 1e3:.1f} kB per result)")
-    print(f"junit: first render {jcold:.3f} s, warm median {jwarm:.3f} s, "
-          f"size {len(junit.encode()) / 1e6:.2f} MB")
+    print(
+        f"results: {len(run.scenarios)} scenario runs, {steps} steps, "
+        f"{sum(len(s.transcript) for s in run.scenarios)} transcript lines"
+    )
+    print(
+        f"html:  first render {cold:.3f} s, warm median {warm:.3f} s, "
+        f"size {size / 1e6:.2f} MB ({size / len(run.scenarios) / 1e3:.1f} kB per result)"
+    )
+    print(
+        f"junit: first render {jcold:.3f} s, warm median {jwarm:.3f} s, "
+        f"size {len(junit.encode()) / 1e6:.2f} MB"
+    )
     ok = cold < 2.0 and size < 10e6
     print("target (HTML < 2 s and < 10 MB):", "met" if ok else "MISSED")
     if args.keep:

@@ -24,9 +24,18 @@ from typing import Any
 
 CHROMIUM_CANDIDATES = ("/usr/bin/chromium", "/usr/bin/chromium-browser", "/usr/bin/google-chrome")
 FLAGS = (
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-    "--disable-extensions", "--disable-default-apps", "--mute-audio", "--hide-scrollbars",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-extensions",
+    "--disable-default-apps",
+    "--mute-audio",
+    "--hide-scrollbars",
     "--remote-debugging-pipe",
 )
 
@@ -70,8 +79,9 @@ class Chromium:
         self.log = PageLog()
         self._next_id = 0
         self._buffer = b""
-        self._profile = tempfile.TemporaryDirectory(prefix="smtpscript-chromium-",
-                                                    ignore_cleanup_errors=True)
+        self._profile = tempfile.TemporaryDirectory(
+            prefix="smtpscript-chromium-", ignore_cleanup_errors=True
+        )
         self._proc, self._to_browser, self._from_browser = _spawn(binary, self._profile.name)
         self._session = ""
 
@@ -90,8 +100,10 @@ class Chromium:
 
     def open(self, url: str, *, width: int = 1280, height: int = 900) -> None:
         """Navigate and wait for the load event."""
-        self.send("Emulation.setDeviceMetricsOverride",
-                  {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": False})
+        self.send(
+            "Emulation.setDeviceMetricsOverride",
+            {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": False},
+        )
         self.send("Page.navigate", {"url": url})
         self.wait_for("Page.loadEventFired")
 
@@ -101,8 +113,9 @@ class Chromium:
             raise ChromiumError(f"evaluate failed: {reply['exceptionDetails']}")
         return reply["result"].get("value")
 
-    def screenshot(self, path: Path, *, full_page: bool = True,
-                   clip: tuple[int, int, int, int] | None = None) -> None:
+    def screenshot(
+        self, path: Path, *, full_page: bool = True, clip: tuple[int, int, int, int] | None = None
+    ) -> None:
         """PNG of the page; ``clip`` is (x, y, width, height) in CSS pixels."""
         params: dict[str, Any] = {"format": "png", "captureBeyondViewport": full_page}
         if clip is not None:
@@ -197,8 +210,12 @@ class Chromium:
     def _record(self, message: dict[str, Any]) -> None:
         method, params = message.get("method"), message.get("params", {})
         if method == "Runtime.consoleAPICalled":
-            self.log.console.append({"type": params.get("type"), "args": [
-                a.get("value", a.get("description")) for a in params.get("args", [])]})
+            self.log.console.append(
+                {
+                    "type": params.get("type"),
+                    "args": [a.get("value", a.get("description")) for a in params.get("args", [])],
+                }
+            )
         elif method == "Runtime.exceptionThrown":
             self.log.exceptions.append(params.get("exceptionDetails", {}))
         elif method == "Log.entryAdded":
@@ -209,8 +226,14 @@ class Chromium:
             self.log.dialogs.append(params.get("message", ""))
             # Fire and forget: waiting here could swallow the reply a caller awaits.
             self._next_id += 1
-            self._write({"id": self._next_id, "method": "Page.handleJavaScriptDialog",
-                         "params": {"accept": True}, "sessionId": self._session})
+            self._write(
+                {
+                    "id": self._next_id,
+                    "method": "Page.handleJavaScriptDialog",
+                    "params": {"accept": True},
+                    "sessionId": self._session,
+                }
+            )
 
 
 def _spawn(binary: str, profile: str) -> tuple[subprocess.Popen[bytes], int, int]:
@@ -225,7 +248,9 @@ def _spawn(binary: str, profile: str) -> tuple[subprocess.Popen[bytes], int, int
     proc = subprocess.Popen(
         [BASH, "-c", shell, binary, *args],
         pass_fds=(cmd_read, out_write),
-        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     os.close(cmd_read)
     os.close(out_write)

@@ -38,73 +38,153 @@ def _reply(code: int | None, *lines: str, ms: float = 3.0) -> ReplyRecord:
 
 
 def _step(index: int, kind: str, sent: list[str], replies: list[ReplyRecord], **kw) -> StepResult:
-    base = {"path": f"steps[{index - 1}]", "name": kind.upper(), "line": 10 + index,
-            "verdict": "passed", "expected": "2xx", "duration_ms": 4.0 * index}
+    base = {
+        "path": f"steps[{index - 1}]",
+        "name": kind.upper(),
+        "line": 10 + index,
+        "verdict": "passed",
+        "expected": "2xx",
+        "duration_ms": 4.0 * index,
+    }
     base.update(kw)
     return StepResult(index=index, kind=kind, sent=sent, replies=replies, **base)
 
 
 def _scenario(sid: str, target: TargetInfo, verdict: str, **kw) -> ScenarioResult:
-    base = {"file": f"scenarios/{sid}", "line": 1, "title": sid.removesuffix(".yaml"),
-            "description": "", "severity": "medium", "tags": [], "references": [],
-            "started_at": "2026-01-02T03:04:05+00:00", "duration_ms": 100.0}
+    base = {
+        "file": f"scenarios/{sid}",
+        "line": 1,
+        "title": sid.removesuffix(".yaml"),
+        "description": "",
+        "severity": "medium",
+        "tags": [],
+        "references": [],
+        "started_at": "2026-01-02T03:04:05+00:00",
+        "duration_ms": 100.0,
+    }
     base.update(kw)
     return ScenarioResult(scenario_id=sid, target=target, verdict=verdict, **base)
 
 
 def relay_failed(target: TargetInfo) -> ScenarioResult:
     """An open relay: the finding, with a hostile banner and TLS facts."""
-    tls = TlsFacts(version="TLSv1.3", cipher="TLS_AES_256_GCM_SHA384", bits=256,
-                   subject="CN=mx.example <b>bold</b>", issuer="CN=Example CA",
-                   sans=["mx.example", "{{7*7}}.example"], not_before="2025-12-01T00:00:00Z",
-                   not_after="2026-02-01T00:00:00Z", days_left=12, verified=False,
-                   verify_error="self-signed certificate", server_name="mx.example",
-                   name_matches=True)
+    tls = TlsFacts(
+        version="TLSv1.3",
+        cipher="TLS_AES_256_GCM_SHA384",
+        bits=256,
+        subject="CN=mx.example <b>bold</b>",
+        issuer="CN=Example CA",
+        sans=["mx.example", "{{7*7}}.example"],
+        not_before="2025-12-01T00:00:00Z",
+        not_after="2026-02-01T00:00:00Z",
+        days_left=12,
+        verified=False,
+        verify_error="self-signed certificate",
+        server_name="mx.example",
+        name_matches=True,
+    )
     steps = [
         _step(1, "connect", [], [_reply(220, HOSTILE_BANNER)], expected="220"),
-        _step(2, "ehlo", ["EHLO audit.example.org"],
-              [_reply(250, "mx.example", "STARTTLS", "SIZE 10240000")], expected="250",
-              captures={"size": "10240000", "evil": "<script>alert(1)</script>"}),
+        _step(
+            2,
+            "ehlo",
+            ["EHLO audit.example.org"],
+            [_reply(250, "mx.example", "STARTTLS", "SIZE 10240000")],
+            expected="250",
+            captures={"size": "10240000", "evil": "<script>alert(1)</script>"},
+        ),
         _step(3, "starttls", ["STARTTLS"], [_reply(220, "Ready")], expected="220", tls=tls),
         _step(4, "send", ["MAIL FROM:<probe@example.org>"], [_reply(250, "2.1.0 Ok")]),
-        _step(5, "send", ["RCPT TO:<victim@example.net>"], [_reply(250, "2.1.5 Ok " + LONG_LINE)],
-              verdict="failed", expected="550 or 554, status 5.7.x",
-              message="expected 550 or 554, status 5.7.x; got 250 2.1.5 Ok <b>relayed</b>"),
+        _step(
+            5,
+            "send",
+            ["RCPT TO:<victim@example.net>"],
+            [_reply(250, "2.1.5 Ok " + LONG_LINE)],
+            verdict="failed",
+            expected="550 or 554, status 5.7.x",
+            message="expected 550 or 554, status 5.7.x; got 250 2.1.5 Ok <b>relayed</b>",
+        ),
     ]
-    transcript = [TranscriptEntry(0.001, "S", "220 " + HOSTILE_BANNER),
-                  TranscriptEntry(0.002, "C", "EHLO audit.example.org"),
-                  TranscriptEntry(0.010, "*", "TLS established: TLSv1.3"),
-                  TranscriptEntry(0.020, "S", "250 2.1.5 Ok " + LONG_LINE)]
-    return _scenario("relay.yaml", target, "failed", severity="high", duration_ms=250.5,
-                     title="Refuses to relay for an outsider </pre><script>alert(1)</script>",
-                     description="An outside sender must not reach an outside recipient.",
-                     tags=["relay", "security"], references=["RFC 5321 section 3.6.2"],
-                     reason="expected 550 or 554, status 5.7.x; got 250 2.1.5 Ok <b>relayed</b>",
-                     steps=steps, transcript=transcript,
-                     protocol_violations=["reply line longer than 512 octets <i>x</i>"])
+    transcript = [
+        TranscriptEntry(0.001, "S", "220 " + HOSTILE_BANNER),
+        TranscriptEntry(0.002, "C", "EHLO audit.example.org"),
+        TranscriptEntry(0.010, "*", "TLS established: TLSv1.3"),
+        TranscriptEntry(0.020, "S", "250 2.1.5 Ok " + LONG_LINE),
+    ]
+    return _scenario(
+        "relay.yaml",
+        target,
+        "failed",
+        severity="high",
+        duration_ms=250.5,
+        title="Refuses to relay for an outsider </pre><script>alert(1)</script>",
+        description="An outside sender must not reach an outside recipient.",
+        tags=["relay", "security"],
+        references=["RFC 5321 section 3.6.2"],
+        reason="expected 550 or 554, status 5.7.x; got 250 2.1.5 Ok <b>relayed</b>",
+        steps=steps,
+        transcript=transcript,
+        protocol_violations=["reply line longer than 512 octets <i>x</i>"],
+    )
 
 
 def sample_run() -> RunResult:
     """Passed, failed (two severities), error and skipped on two targets, hostile data."""
     critical = _scenario(
-        "smuggling.yaml", MX2, "failed", severity="critical", duration_ms=900.0,
+        "smuggling.yaml",
+        MX2,
+        "failed",
+        severity="critical",
+        duration_ms=900.0,
         reason="expected closed; got 250 Ok",
-        steps=[_step(1, "raw", ["DATA\\r\\n.\\n"], [_reply(250, "Ok")], verdict="failed",
-                     expected="closed", message="expected closed; got 250 Ok")])
-    errored = _scenario("auth.yaml", MX2, "error", severity="low",
-                        reason="connection refused by 198.51.100.7:2525 {{7*7}}")
-    skipped = _scenario("oauth.yaml", MX1, "skipped", severity="info",
-                        reason="env.SMTP_TOKEN is not defined")
+        steps=[
+            _step(
+                1,
+                "raw",
+                ["DATA\\r\\n.\\n"],
+                [_reply(250, "Ok")],
+                verdict="failed",
+                expected="closed",
+                message="expected closed; got 250 Ok",
+            )
+        ],
+    )
+    errored = _scenario(
+        "auth.yaml",
+        MX2,
+        "error",
+        severity="low",
+        reason="connection refused by 198.51.100.7:2525 {{7*7}}",
+    )
+    skipped = _scenario(
+        "oauth.yaml", MX1, "skipped", severity="info", reason="env.SMTP_TOKEN is not defined"
+    )
     passed = [
-        _scenario("banner.yaml", t, "passed", severity="info", duration_ms=20.0,
-                  steps=[_step(1, "connect", [], [_reply(220, "mx ESMTP")], expected="220")])
+        _scenario(
+            "banner.yaml",
+            t,
+            "passed",
+            severity="info",
+            duration_ms=20.0,
+            steps=[_step(1, "connect", [], [_reply(220, "mx ESMTP")], expected="220")],
+        )
         for t in (MX1, MX2)
     ]
     return RunResult(
-        tool_version="0.1.0", started_at="2026-01-02T03:04:05+00:00",
-        finished_at="2026-01-02T03:04:07.5+00:00", duration_ms=2500.0, targets=[MX1, MX2],
-        scenarios=[passed[0], relay_failed(MX1), skipped, passed[1], errored, critical,
-                   relay_failed(MX2)],
+        tool_version="0.1.0",
+        started_at="2026-01-02T03:04:05+00:00",
+        finished_at="2026-01-02T03:04:07.5+00:00",
+        duration_ms=2500.0,
+        targets=[MX1, MX2],
+        scenarios=[
+            passed[0],
+            relay_failed(MX1),
+            skipped,
+            passed[1],
+            errored,
+            critical,
+            relay_failed(MX2),
+        ],
     )
 
 
@@ -260,7 +340,11 @@ def test_failures_sorted_first(html: str) -> None:
 
 def test_failed_and_error_results_start_open(html: str) -> None:
     assert re.findall(r'<details class="result v-(\w+)" id="[^"]+" open>', html) == [
-        "failed", "failed", "failed", "error"]
+        "failed",
+        "failed",
+        "failed",
+        "error",
+    ]
 
 
 def test_findings_by_severity_counts(html: str) -> None:
@@ -280,9 +364,17 @@ def test_failure_message_and_facts_shown(html: str) -> None:
     assert "expected 550 or 554, status 5.7.x; got 250 2.1.5 Ok <b>relayed</b>" in text
     assert "connection refused by 198.51.100.7:2525 {{7*7}}" in text
     assert "env.SMTP_TOKEN is not defined" in text
-    for fact in ("TLSv1.3", "TLS_AES_256_GCM_SHA384", "Example CA", "12 days left",
-                 "self-signed certificate", "captured evil", "scenarios/relay.yaml:15",
-                 "reply line longer than 512 octets <i>x</i>", "RFC 5321 section 3.6.2"):
+    for fact in (
+        "TLSv1.3",
+        "TLS_AES_256_GCM_SHA384",
+        "Example CA",
+        "12 days left",
+        "self-signed certificate",
+        "captured evil",
+        "scenarios/relay.yaml:15",
+        "reply line longer than 512 octets <i>x</i>",
+        "RFC 5321 section 3.6.2",
+    ):
         assert fact in text, fact
 
 
@@ -298,7 +390,7 @@ def test_summary_names_version_and_times(html: str) -> None:
 
 
 def test_chart_is_inline_svg_with_escaped_labels(html: str) -> None:
-    svg = html[html.index("<svg"):html.index("</svg>")]
+    svg = html[html.index("<svg") : html.index("</svg>")]
     assert svg.count("<rect") == 7
     assert "<script" not in svg and "&lt;/pre&gt;" in svg
 
@@ -308,8 +400,9 @@ def test_empty_run_renders() -> None:
     assert "no scenario results" in out and "<svg" not in out
 
 
-@pytest.mark.parametrize(("ms", "text"), [(0.25, "0.25 ms"), (12.4, "12 ms"),
-                                          (2500, "2.50 s"), (125_000, "2 min 5 s")])
+@pytest.mark.parametrize(
+    ("ms", "text"), [(0.25, "0.25 ms"), (12.4, "12 ms"), (2500, "2.50 s"), (125_000, "2 min 5 s")]
+)
 def test_format_ms(ms: float, text: str) -> None:
     assert format_ms(ms) == text
 
@@ -386,7 +479,8 @@ def test_browser_shows_hostile_text_literally(browser, report_url: str) -> None:
     assert "\\x1b[31m" in text
     visible = browser.evaluate(
         "[...document.querySelectorAll('pre.conv')].some(p => p.offsetHeight > 0"
-        " && p.textContent.includes('{{7*7}}'))")
+        " && p.textContent.includes('{{7*7}}'))"
+    )
     assert visible is True
 
 
@@ -412,8 +506,10 @@ def test_browser_print_media_hides_filter(browser, report_url: str) -> None:  # 
     browser.screenshot(ARTIFACTS / "report-chromium-dark.png", full_page=False)
     dark = browser.evaluate("getComputedStyle(document.body).backgroundColor")
     browser.emulate_media([], media="print")
-    assert browser.evaluate("getComputedStyle(document.getElementById('filter-bar')).display") \
+    assert (
+        browser.evaluate("getComputedStyle(document.getElementById('filter-bar')).display")
         == "none"
+    )
     assert browser.evaluate("getComputedStyle(document.body).backgroundColor") != dark
     closed = anchor("mx1", "banner.yaml")  # a passed result: collapsed on screen
     assert browser.evaluate(f"document.getElementById('{closed}').open") is False

@@ -27,44 +27,91 @@ MX2 = TargetInfo("mx2.example.org:2525", "mx2.example.org", 2525)
 
 
 def _result(sid: str, target: TargetInfo, verdict: str, **kw) -> ScenarioResult:
-    base = {"file": f"scenarios/{sid}", "line": 3, "title": f"Scenario {sid}", "description": "",
-            "severity": "medium", "tags": [], "references": [], "duration_ms": 1234.5}
+    base = {
+        "file": f"scenarios/{sid}",
+        "line": 3,
+        "title": f"Scenario {sid}",
+        "description": "",
+        "severity": "medium",
+        "tags": [],
+        "references": [],
+        "duration_ms": 1234.5,
+    }
     base.update(kw)
     return ScenarioResult(scenario_id=sid, target=target, verdict=verdict, **base)
 
 
 def _failed_step(message: str) -> StepResult:
-    return StepResult(index=4, path="steps[3]", kind="send", name="RCPT TO:<victim@example.net>",
-                      line=14, verdict="failed", expected="550 or 554", message=message,
-                      sent=["RCPT TO:<victim@example.net>"],
-                      replies=[ReplyRecord(250, "2.1.5", ["2.1.5 Ok"], 2.0)])
+    return StepResult(
+        index=4,
+        path="steps[3]",
+        kind="send",
+        name="RCPT TO:<victim@example.net>",
+        line=14,
+        verdict="failed",
+        expected="550 or 554",
+        message=message,
+        sent=["RCPT TO:<victim@example.net>"],
+        replies=[ReplyRecord(250, "2.1.5", ["2.1.5 Ok"], 2.0)],
+    )
 
 
 def junit_run() -> RunResult:
     """Two targets; passed, failed (hostile text), error, skipped; one duplicate title."""
     hostile = f"got 250 <script>alert(1)</script> {{{{7*7}}}} ]]> \"'& {CONTROL}"
     relay = _result(
-        "relay.yaml", MX1, "failed", severity="high", reason=f"expected 550 or 554; {hostile}",
+        "relay.yaml",
+        MX1,
+        "failed",
+        severity="high",
+        reason=f"expected 550 or 554; {hostile}",
         steps=[_failed_step(f"expected 550 or 554; {hostile}")],
-        transcript=[TranscriptEntry(0.0, "S", f"220 mx {CONTROL}"),
-                    TranscriptEntry(0.1, "C", "RCPT TO:<victim@example.net>"),
-                    TranscriptEntry(0.2, "S", "250 2.1.5 Ok"),
-                    TranscriptEntry(0.3, "*", "connection closed")])
+        transcript=[
+            TranscriptEntry(0.0, "S", f"220 mx {CONTROL}"),
+            TranscriptEntry(0.1, "C", "RCPT TO:<victim@example.net>"),
+            TranscriptEntry(0.2, "S", "250 2.1.5 Ok"),
+            TranscriptEntry(0.3, "*", "connection closed"),
+        ],
+    )
     return RunResult(
-        tool_version="0.1.0", started_at="2026-01-02T03:04:05+00:00",
-        finished_at="2026-01-02T03:04:09+00:00", duration_ms=4000.0, targets=[MX1, MX2],
+        tool_version="0.1.0",
+        started_at="2026-01-02T03:04:05+00:00",
+        finished_at="2026-01-02T03:04:09+00:00",
+        duration_ms=4000.0,
+        targets=[MX1, MX2],
         scenarios=[
             _result("banner.yaml", MX1, "passed", title="Same title"),
             relay,
             _result("other/banner.yaml", MX1, "passed", title="Same title"),
             _result("auth.yaml", MX2, "error", reason="connection refused"),
-            _result("oauth.yaml", MX2, "skipped", reason="env.SMTP_TOKEN is not defined",
-                    duration_ms=0.0),
-            _result("relay.yaml", MX2, "passed", severity="high", steps=[StepResult(
-                index=1, path="steps[0]", kind="connect", name="connect", line=2,
-                verdict="passed", expected="220",
-                replies=[ReplyRecord(220, None, ["mx2 ESMTP", "second"], 1.0),
-                         ReplyRecord(None, None, [], 1.0)])]),
+            _result(
+                "oauth.yaml",
+                MX2,
+                "skipped",
+                reason="env.SMTP_TOKEN is not defined",
+                duration_ms=0.0,
+            ),
+            _result(
+                "relay.yaml",
+                MX2,
+                "passed",
+                severity="high",
+                steps=[
+                    StepResult(
+                        index=1,
+                        path="steps[0]",
+                        kind="connect",
+                        name="connect",
+                        line=2,
+                        verdict="passed",
+                        expected="220",
+                        replies=[
+                            ReplyRecord(220, None, ["mx2 ESMTP", "second"], 1.0),
+                            ReplyRecord(None, None, [], 1.0),
+                        ],
+                    )
+                ],
+            ),
         ],
     )
 
@@ -127,8 +174,13 @@ def test_testcases_and_verdict_elements(root: ET.Element) -> None:
     assert error is not None and error.get("message") == "connection refused"
     skipped = root.find(".//testcase/skipped")
     assert skipped is not None and skipped.get("message") == "env.SMTP_TOKEN is not defined"
-    assert sum(len(c.findall("failure")) + len(c.findall("error")) + len(c.findall("skipped"))
-               for c in cases) == 3
+    assert (
+        sum(
+            len(c.findall("failure")) + len(c.findall("error")) + len(c.findall("skipped"))
+            for c in cases
+        )
+        == 3
+    )
 
 
 def test_names_unique_per_target(root: ET.Element) -> None:
@@ -147,7 +199,8 @@ def test_system_out_is_the_conversation(root: ET.Element) -> None:
     from_steps = root.find("./testsuite[@name='mx2.example.org:2525']/testcase[last()]")
     assert from_steps is not None
     assert "S: 220 mx2 ESMTP\nS: 220 second\n*: connection closed" in (
-        from_steps.findtext("system-out") or "")
+        from_steps.findtext("system-out") or ""
+    )
 
 
 def test_empty_run_is_valid() -> None:
@@ -162,8 +215,9 @@ def test_write_junit(tmp_path: Path) -> None:
     etree.parse(str(path))
 
 
-@pytest.mark.parametrize(("ms", "text"), [(0, "0.000"), (1234.5, "1.234"), (-1, "0.000"),
-                                          (3_600_000, "3600.000")])
+@pytest.mark.parametrize(
+    ("ms", "text"), [(0, "0.000"), (1234.5, "1.234"), (-1, "0.000"), (3_600_000, "3600.000")]
+)
 def test_seconds(ms: float, text: str) -> None:
     assert seconds(ms) == text
 

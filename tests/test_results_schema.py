@@ -28,8 +28,14 @@ from smtpscript.results import (
 )
 
 SCHEMA_PATH = Path(__file__).resolve().parent.parent / "schemas" / "results.schema.json"
-DEFS = {"target": TargetInfo, "scenario": ScenarioResult, "step": StepResult,
-        "reply": ReplyRecord, "tls": TlsFacts, "transcriptEntry": TranscriptEntry}
+DEFS = {
+    "target": TargetInfo,
+    "scenario": ScenarioResult,
+    "step": StepResult,
+    "reply": ReplyRecord,
+    "tls": TlsFacts,
+    "transcriptEntry": TranscriptEntry,
+}
 
 
 @pytest.fixture(scope="module")
@@ -56,12 +62,22 @@ def test_json_text_validates(validator: Draft202012Validator) -> None:
 
 
 def test_defaults_validate(validator: Draft202012Validator) -> None:
-    empty_step = StepResult(index=1, path="steps[0]", kind="read", name="read", line=0,
-                            verdict="passed", expected="any")
-    result = ScenarioResult(scenario_id="a.yaml", file="a.yaml", line=1, title="t",
-                            description="", severity="medium", tags=[], references=[],
-                            target=TargetInfo("x", "x", 25), verdict="passed",
-                            steps=[dataclasses.replace(empty_step, tls=TlsFacts())])
+    empty_step = StepResult(
+        index=1, path="steps[0]", kind="read", name="read", line=0, verdict="passed", expected="any"
+    )
+    result = ScenarioResult(
+        scenario_id="a.yaml",
+        file="a.yaml",
+        line=1,
+        title="t",
+        description="",
+        severity="medium",
+        tags=[],
+        references=[],
+        target=TargetInfo("x", "x", 25),
+        verdict="passed",
+        steps=[dataclasses.replace(empty_step, tls=TlsFacts())],
+    )
     assert _errors(validator, to_dict(RunResult())) == []
     assert _errors(validator, to_dict(RunResult(scenarios=[result]))) == []
 
@@ -77,8 +93,9 @@ def test_schema_matches_dataclass_fields(schema: dict[str, Any], name: str, cls:
 
 def test_every_property_is_described(schema: dict[str, Any]) -> None:
     nodes = [schema, *(schema["$defs"][name] for name in DEFS)]
-    missing = [p for node in nodes for p, spec in node["properties"].items()
-               if not spec.get("description")]
+    missing = [
+        p for node in nodes for p, spec in node["properties"].items() if not spec.get("description")
+    ]
     assert missing == []
 
 
@@ -89,17 +106,20 @@ def test_format_is_pinned(schema: dict[str, Any], validator: Draft202012Validato
     assert _errors(validator, data)
 
 
-@pytest.mark.parametrize("mutate", [
-    lambda d: d.update(extra=1),
-    lambda d: d["scenarios"][1].update(verdict="broken"),
-    lambda d: d["scenarios"][1].update(severity="severe"),
-    lambda d: d["scenarios"][1]["steps"][0].update(unknown=True),
-    lambda d: d["scenarios"][1]["steps"][2]["tls"].update(bits="256"),
-    lambda d: d["scenarios"][1]["transcript"][0].update(direction="X"),
-    lambda d: d["scenarios"][1]["steps"][0]["replies"][0].pop("bare_lf"),
-    lambda d: d["targets"][0].update(port=70000),
-    lambda d: d["scenarios"][1]["steps"][1]["captures"].update(n=1),
-])
+@pytest.mark.parametrize(
+    "mutate",
+    [
+        lambda d: d.update(extra=1),
+        lambda d: d["scenarios"][1].update(verdict="broken"),
+        lambda d: d["scenarios"][1].update(severity="severe"),
+        lambda d: d["scenarios"][1]["steps"][0].update(unknown=True),
+        lambda d: d["scenarios"][1]["steps"][2]["tls"].update(bits="256"),
+        lambda d: d["scenarios"][1]["transcript"][0].update(direction="X"),
+        lambda d: d["scenarios"][1]["steps"][0]["replies"][0].pop("bare_lf"),
+        lambda d: d["targets"][0].update(port=70000),
+        lambda d: d["scenarios"][1]["steps"][1]["captures"].update(n=1),
+    ],
+)
 def test_rejects_what_to_dict_never_writes(validator: Draft202012Validator, mutate: Any) -> None:
     data = copy.deepcopy(to_dict(sample_run()))
     mutate(data)

@@ -91,8 +91,22 @@ class Chart:
     caption: str
 
 
-_PLAIN_TYPES = frozenset({RunResult, ScenarioResult, StepResult, ReplyRecord, TlsFacts,
-                          TargetInfo, TranscriptEntry, ConvLine, Item, MatrixRow, Bar, Chart})
+_PLAIN_TYPES = frozenset(
+    {
+        RunResult,
+        ScenarioResult,
+        StepResult,
+        ReplyRecord,
+        TlsFacts,
+        TargetInfo,
+        TranscriptEntry,
+        ConvLine,
+        Item,
+        MatrixRow,
+        Bar,
+        Chart,
+    }
+)
 
 
 def render(run: RunResult) -> str:
@@ -209,14 +223,21 @@ def _item(result: ScenarioResult, anchor: str) -> Item:
     # full one (with timings and TLS/close notes) is repeated only as evidence
     # for failures and errors, or when the steps recorded no conversation.
     evidence = result.verdict in ("failed", "error") or not any(lines for _, lines in steps)
-    return Item(result=result, anchor=anchor, failing=failing, steps=steps,
-                transcript=transcript_lines(result) if evidence else [])
+    return Item(
+        result=result,
+        anchor=anchor,
+        failing=failing,
+        steps=steps,
+        transcript=transcript_lines(result) if evidence else [],
+    )
 
 
 def transcript_lines(result: ScenarioResult) -> list[ConvLine]:
     css = {"C": "c", "S": ""}
-    return [ConvLine(css.get(e.direction, "n"), f"{e.direction}: {e.text}", f"{e.t:8.3f}")
-            for e in result.transcript]
+    return [
+        ConvLine(css.get(e.direction, "n"), f"{e.direction}: {e.text}", f"{e.t:8.3f}")
+        for e in result.transcript
+    ]
 
 
 def conversation(step: StepResult) -> list[ConvLine]:
