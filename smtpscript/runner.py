@@ -57,6 +57,10 @@ class StepError(Exception):
     """The step could not be judged (connection, TLS, template, protocol): verdict error."""
 
 
+class ConnectionGone(StepError):
+    """The server closed the connection before we could send."""
+
+
 class StepFailed(Exception):
     """An expectation was not met: verdict failed. The message is the expected-vs-got line."""
 
@@ -208,6 +212,12 @@ class ScenarioRun:
             await self._dispatch(step, record)
         except StepFailed as exc:
             return self._finish(record, "failed", str(exc))
+        except (ConnectionGone, ConnectionError) as exc:
+            if step.expect.codes is not None and step.expect.codes.expects_closed:
+                # the server hung up before we could even send: what `closed` asserts
+                record.result.replies.append(_reply_record(Closed(), 0.0))
+                return self._finish(record, "passed", None)
+            return self._finish(record, "error", str(exc))
         except (
             StepError,
             ConnectError,
@@ -215,7 +225,6 @@ class ScenarioRun:
             RemoteProtocolError,
             LocalProtocolError,
             TemplateError,
-            ConnectionError,
         ) as exc:
             verdict: Verdict = "failed" if getattr(exc, "verify_failed", False) else "error"
             return self._finish(record, verdict, str(exc))
@@ -254,7 +263,7 @@ class ScenarioRun:
             index=len(self.steps) + 1,
             path=step.path,
             kind=step.kind,
-            name=step.name or "",
+            name=self._name(step),
             line=step.pos.line,
             verdict="passed",
             expected=expectations.describe(step.expect, default) if step.kind in DEFAULTS else "",
@@ -262,6 +271,15 @@ class ScenarioRun:
         )
         self.steps.append(result)
         return _Record(result, time.monotonic())
+
+    def _name(self, step: m.Step) -> str:
+        """The step's name, rendered; a name that cannot render is shown as written."""
+        if not step.name:
+            return ""
+        try:
+            return self._render(step.name)
+        except TemplateError:
+            return step.name
 
     def _finish(self, record: _Record, verdict: Verdict, message: str | None) -> bool:
         record.result.verdict = verdict
@@ -293,7 +311,7 @@ class ScenarioRun:
     async def _send(self, record: _Record, data: bytes, display: str) -> None:
         assert self.session is not None
         if not self.session.is_open:
-            raise StepError("the connection is closed; cannot send")
+            raise ConnectionGone("the connection is closed; cannot send")
         shown = display if display != _raw_display(data) else None
         await self.session.send(data, shown, timeout=self._timeout_default())
         record.result.sent += display.split("\n") if display else [""]

@@ -688,3 +688,41 @@ def test_repeat_on_an_include_and_a_pipeline_repeats_the_group(tmp_path, target)
         "VRFY a1", "VRFY b1", "VRFY a2", "VRFY b2",
         "VRFY p1", "NOOP", "VRFY p2", "NOOP", "QUIT",
     ]  # fmt: skip
+
+
+def test_expect_closed_passes_when_the_server_already_hung_up(tmp_path, target):
+    body = """
+        steps:
+        - send: QUIT
+          expect: 221
+        - send: NOOP
+          expect: closed
+    """
+    result = run_yaml(tmp_path, body, target)
+    assert result.verdict == "passed", result.reason
+    assert step(result, "steps[1]").replies[-1].code is None
+
+
+def test_a_send_after_hang_up_without_expect_closed_is_an_error(tmp_path, target):
+    body = """
+        steps:
+        - send: QUIT
+          expect: 221
+        - send: NOOP
+    """
+    result = run_yaml(tmp_path, body, target)
+    assert result.verdict == "error"
+    assert step(result, "steps[1]").message == "the connection is closed; cannot send"
+
+
+def test_step_names_are_templates(tmp_path, target):
+    body = """
+        steps:
+        - ehlo: client.example
+          name: "greet {{ target.name }} as {{ who }}"
+        - send: NOOP
+          name: "{{ no_such_var }} stays as written"
+    """
+    result = run_yaml(tmp_path, body, target, overrides={"who": "auditor"})
+    assert step(result, "steps[0]").name == "greet sandbox as auditor"
+    assert step(result, "steps[1]").name == "{{ no_such_var }} stays as written"
