@@ -703,7 +703,7 @@ def test_expect_closed_passes_when_the_server_already_hung_up(tmp_path, target):
     assert step(result, "steps[1]").replies[-1].code is None
 
 
-def test_a_send_after_hang_up_without_expect_closed_is_an_error(tmp_path, target):
+def test_a_send_after_hang_up_without_expect_closed_fails(tmp_path, target):
     body = """
         steps:
         - send: QUIT
@@ -711,8 +711,10 @@ def test_a_send_after_hang_up_without_expect_closed_is_an_error(tmp_path, target
         - send: NOOP
     """
     result = run_yaml(tmp_path, body, target)
-    assert result.verdict == "error"
-    assert step(result, "steps[1]").message == "the connection is closed; cannot send"
+    assert result.verdict == "failed"
+    assert step(result, "steps[1]").message == (
+        "expected 2xx or 3xx, got server closed the connection"
+    )
 
 
 def test_step_names_are_templates(tmp_path, target):
@@ -724,5 +726,5 @@ def test_step_names_are_templates(tmp_path, target):
           name: "{{ no_such_var }} stays as written"
     """
     result = run_yaml(tmp_path, body, target, overrides={"who": "auditor"})
-    assert step(result, "steps[0]").name == "greet sandbox as auditor"
+    assert result.steps[1].name == "greet sandbox as auditor"
     assert step(result, "steps[1]").name == "{{ no_such_var }} stays as written"
