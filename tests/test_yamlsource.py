@@ -160,9 +160,10 @@ def test_an_alias_inside_its_own_anchor_is_refused():
 
 def test_nesting_is_bounded_with_and_without_aliases():
     assert parse("a: " + "[" * 45 + "]" * 45).data["a"] is not None
-    assert problems("a: " + "[" * 3000 + "]" * 3000) == [
-        "t.yaml:1:53: nested more than 50 levels deep"
-    ]
+    # where it is reported depends on the libyaml build (newer ones stop at depth 1000
+    # themselves); what matters is one clear line, not a RecursionError
+    (deep,) = problems("a: " + "[" * 3000 + "]" * 3000)
+    assert deep.startswith("t.yaml:1:") and deep.endswith(": nested more than 50 levels deep")
     chain = ["a0: &a0 [1]"] + [f"a{i}: &a{i} [[[[[*a{i - 1}]]]]]" for i in range(1, 30)]
     assert problems("\n".join(chain)) == ["t.yaml:2:13: nested more than 50 levels deep"]
 
