@@ -32,7 +32,7 @@ from smtpscript.results import (
     TargetInfo,
     Verdict,
 )
-from smtpscript.session import Closed, ConnectError, ReplyTimeout, Session
+from smtpscript.session import Closed, ConnectError, ReplyTimeout, SendTimeout, Session
 from smtpscript.templating import EnvView, SecretTracker, TemplateError, evaluate, render
 from smtpscript.tlsinfo import make_context
 
@@ -212,6 +212,8 @@ class ScenarioRun:
             await self._dispatch(step, record)
         except StepFailed as exc:
             return self._finish(record, "failed", str(exc))
+        except SendTimeout as exc:  # alive but not reading: nothing to judge
+            return self._finish(record, "error", str(exc))
         except (ConnectionGone, ConnectionError):
             # The server hung up before we could send: judged like a close instead of a reply
             # (whether the write or the read notices first is a race; the verdict must not be).
