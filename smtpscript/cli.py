@@ -311,6 +311,9 @@ def run_cli(argv: list[str] | None = None) -> int:
         _err(f"smtpscript: error: {exc.filename or ''}: {exc.strerror or exc}")
         return ExitStatus.USAGE
     # without standalone mode, click returns an Exit's code instead of raising it
+    # (typer turns Ctrl-C into a silent Exit(130))
+    if status == ExitStatus.INTERRUPTED:
+        _err("smtpscript: interrupted")
     return status if isinstance(status, int) else ExitStatus.OK
 
 

@@ -161,3 +161,24 @@ def test_json_results_are_written_and_read_back(capsys, tmp_path):
     failed = next(s for s in run.scenarios if s.verdict == "failed")
     assert failed.steps[-1].message == "expected 550 or 554, got 250 2.1.5 Recipient OK"
     assert any(e.direction == "C" and e.text == "QUIT" for e in failed.transcript)
+
+
+def test_ctrl_c_stops_the_run_with_130_and_one_line(tmp_path):
+    import signal
+    import subprocess
+    import sys
+
+    path = scenario(tmp_path, "- ehlo: client.example\n- sleep: 60\n")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "smtpscript", "run", str(path), "-t", "sandbox"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    time.sleep(2.0)  # started, connected, sleeping
+    started = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=20)
+    assert proc.returncode == 130, out + err
+    assert err == "smtpscript: interrupted\n"
+    assert time.monotonic() - started < 10
