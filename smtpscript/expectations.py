@@ -16,6 +16,32 @@ from smtpscript.results import TlsFacts
 from smtpscript.session import Closed
 from smtpscript.tlsinfo import version_at_least
 
+ANY = CodePattern(("any",))
+DEFAULTS: dict[str, CodePattern] = {
+    "connect": CodePattern(("220",)),
+    "send": CodePattern(("2xx", "3xx")),
+    "raw": ANY,
+    "ehlo": CodePattern(("250",)),
+    "helo": CodePattern(("250",)),
+    "lhlo": CodePattern(("250",)),
+    "starttls": CodePattern(("220",)),
+    "auth": CodePattern(("235",)),
+    "data": CodePattern(("250",)),
+    "read": ANY,
+}
+
+
+class StepError(Exception):
+    """The step could not be judged (connection, TLS, template, protocol): verdict error."""
+
+
+class ConnectionGone(StepError):
+    """The server closed the connection before we could send."""
+
+
+class StepFailed(Exception):
+    """An expectation was not met: verdict failed. The message is the expected-vs-got line."""
+
 
 @lru_cache(maxsize=1024)
 def compiled(pattern: str) -> re.Pattern[str]:

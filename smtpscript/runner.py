@@ -11,17 +11,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
-import email.utils
 import time
-import uuid
 from collections import ChainMap
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from smtpscript import __version__, expectations, protocol, transcript
+from smtpscript import __version__, actions, expectations, protocol, transcript
 from smtpscript import model as m
 from smtpscript.errors import LocalProtocolError, RemoteProtocolError
+from smtpscript.expectations import ANY, DEFAULTS, ConnectionGone, StepError, StepFailed
 from smtpscript.patterns import CodePattern
 from smtpscript.protocol import Reply
 from smtpscript.results import (
@@ -36,33 +35,8 @@ from smtpscript.session import Closed, ConnectError, ReplyTimeout, SendTimeout, 
 from smtpscript.templating import EnvView, SecretTracker, TemplateError, evaluate, render
 from smtpscript.tlsinfo import make_context
 
-ANY = CodePattern(("any",))
-DEFAULTS: dict[str, CodePattern] = {
-    "connect": CodePattern(("220",)),
-    "send": CodePattern(("2xx", "3xx")),
-    "raw": ANY,
-    "ehlo": CodePattern(("250",)),
-    "helo": CodePattern(("250",)),
-    "lhlo": CodePattern(("250",)),
-    "starttls": CodePattern(("220",)),
-    "auth": CodePattern(("235",)),
-    "data": CodePattern(("250",)),
-    "read": ANY,
-}
 MAX_REPEAT = 100_000
 QUIT_TIMEOUT = 2.0
-
-
-class StepError(Exception):
-    """The step could not be judged (connection, TLS, template, protocol): verdict error."""
-
-
-class ConnectionGone(StepError):
-    """The server closed the connection before we could send."""
-
-
-class StepFailed(Exception):
-    """An expectation was not met: verdict failed. The message is the expected-vs-got line."""
 
 
 @dataclass
@@ -158,7 +132,7 @@ class ScenarioRun:
         values = self.scope.maps[0]
         for layer in layers:
             for name, value in layer.items():
-                values[name] = self._render(value) if isinstance(value, str) else value
+                values[name] = self.render(value) if isinstance(value, str) else value
         for name in self.scenario.secrets:
             if name in values:
                 self.tracker.add(values[name])
@@ -189,7 +163,7 @@ class ScenarioRun:
     def _repeat_count(self, step: m.Step) -> int:
         if step.repeat is None:
             return 1
-        value = self._render(step.repeat) if isinstance(step.repeat, str) else step.repeat
+        value = self.render(step.repeat) if isinstance(step.repeat, str) else step.repeat
         try:
             count = int(value)
         except (TypeError, ValueError):
@@ -235,7 +209,7 @@ class ScenarioRun:
 
     async def _run_group(self, group: m.Group) -> bool:
         rendered = {
-            k: self._render(v) if isinstance(v, str) else v for k, v in group.with_vars.items()
+            k: self.render(v) if isinstance(v, str) else v for k, v in group.with_vars.items()
         }
         self.scope.maps.insert(0, rendered)
         try:
@@ -255,7 +229,7 @@ class ScenarioRun:
 
     async def _dispatch(self, step: m.Step, record: _Record) -> None:
         action = step.action
-        handler = _HANDLERS[type(action)]
+        handler = actions.HANDLERS[type(action)]
         await handler(self, step, action, record)
 
     # --- recording -----------------------------------------------------------------
@@ -280,7 +254,7 @@ class ScenarioRun:
         if not step.name:
             return ""
         try:
-            return self._render(step.name)
+            return self.render(step.name)
         except TemplateError:
             return step.name
 
@@ -295,23 +269,23 @@ class ScenarioRun:
         record.result.name = record.result.name or step.kind
         self._finish(record, "skipped", reason)
 
-    def _label(self, record: _Record, text: str) -> None:
+    def label(self, record: _Record, text: str) -> None:
         if not record.result.name:
             record.result.name = expectations.shorten(text, 80)
 
     # --- talking -------------------------------------------------------------------
 
-    def _timeout(self, step: m.Step) -> float:
+    def timeout(self, step: m.Step) -> float:
         return step.timeout or self._timeout_default()
 
     def _timeout_default(self) -> float:
         return self.base_endpoint.timeout or m.DEFAULT_TIMEOUT
 
-    async def _send_line(self, record: _Record, line: str, display: str | None = None) -> None:
+    async def send_line(self, record: _Record, line: str, display: str | None = None) -> None:
         data = protocol.encode_command(line)
-        await self._send(record, data, display if display is not None else line)
+        await self.send(record, data, display if display is not None else line)
 
-    async def _send(self, record: _Record, data: bytes, display: str) -> None:
+    async def send(self, record: _Record, data: bytes, display: str) -> None:
         assert self.session is not None
         if not self.session.is_open:
             raise ConnectionGone("the connection is closed; cannot send")
@@ -319,13 +293,13 @@ class ScenarioRun:
         await self.session.send(data, shown, timeout=self._timeout_default())
         record.result.sent += display.split("\n") if display else [""]
 
-    async def _read(self, step: m.Step, record: _Record) -> Reply | Closed:
+    async def read(self, step: m.Step, record: _Record) -> Reply | Closed:
         assert self.session is not None
         t0 = time.monotonic()
         if not self.session.is_open and self.session is not None and self._closed_already():
             reply: Reply | Closed = Closed()
         else:
-            reply = await self.session.read_reply(self._timeout(step))
+            reply = await self.session.read_reply(self.timeout(step))
         elapsed = round((time.monotonic() - t0) * 1000, 3)
         record.result.replies.append(_reply_record(reply, elapsed))
         if isinstance(reply, Reply):
@@ -344,7 +318,7 @@ class ScenarioRun:
     def _closed_already(self) -> bool:
         return self.session is not None and not self.session.is_open
 
-    def _judge(
+    def judge(
         self,
         step: m.Step,
         reply: Reply | Closed,
@@ -364,9 +338,9 @@ class ScenarioRun:
 
     # --- connection ----------------------------------------------------------------
 
-    async def _open(self, endpoint: m.Endpoint, step: m.Step) -> None:
+    async def open(self, endpoint: m.Endpoint, step: m.Step) -> None:
         await self._quit_and_close(quit_first=False)
-        host = self._render(endpoint.host or "")
+        host = self.render(endpoint.host or "")
         port = endpoint.port or m.DEFAULT_PORT
         tls = None
         if endpoint.tls == "implicit":
@@ -407,7 +381,7 @@ class ScenarioRun:
 
     # --- templates -----------------------------------------------------------------
 
-    def _render(self, source: str) -> str:
+    def render(self, source: str) -> str:
         return render(source, self.scope)
 
     def _evaluate(self, expression: str) -> Any:
@@ -432,21 +406,21 @@ class ScenarioRun:
             return False
         records = [self._start(inner, repeat_index) for inner in action.steps]
         try:
-            lines = [self._render(inner.action.line) for inner in action.steps]  # type: ignore[union-attr]
+            lines = [self.render(inner.action.line) for inner in action.steps]  # type: ignore[union-attr]
             data = b"".join(protocol.encode_command(line) for line in lines)
             assert self.session is not None
-            await self.session.send(data, "\n".join(lines), timeout=self._timeout(step))
+            await self.session.send(data, "\n".join(lines), timeout=self.timeout(step))
         except (TemplateError, LocalProtocolError, ConnectionError) as exc:
             self._finish_rest(records[1:], "not sent: the pipeline could not be written")
             return self._finish(records[0], "error", str(exc))
         for record, line in zip(records, lines, strict=True):
             record.result.sent.append(line)
-            self._label(record, line)
+            self.label(record, line)
         ok = True
         for n, (inner, record) in enumerate(zip(action.steps, records, strict=True)):
             try:
-                reply = await self._read(inner, record)
-                self._judge(inner, reply, DEFAULTS["send"], record)
+                reply = await self.read(inner, record)
+                self.judge(inner, reply, DEFAULTS["send"], record)
             except StepFailed as exc:
                 ok = self._finish(record, "failed", str(exc)) and ok
                 continue
@@ -462,195 +436,7 @@ class ScenarioRun:
             self._finish(record, "skipped", reason)
 
 
-# --- action handlers --------------------------------------------------------------
-
-
-async def _connect(run: ScenarioRun, step: m.Step, action: m.Connect, record: _Record) -> None:
-    endpoint = run.base_endpoint.overlay(action.endpoint)
-    run._label(record, f"connect {endpoint.host}:{endpoint.port or m.DEFAULT_PORT}")
-    await run._open(endpoint, step)
-    assert run.session is not None
-    record.result.tls = run.session.tls
-    reply = await run._read(step, record)
-    run._judge(step, reply, record=record)
-    _judge_tls(step, run)
-
-
-async def _send(run: ScenarioRun, step: m.Step, action: m.Send, record: _Record) -> None:
-    line = run._render(action.line)
-    run._label(record, line)
-    await run._send_line(record, line)
-    run._judge(step, await run._read(step, record), record=record)
-
-
-async def _raw(run: ScenarioRun, step: m.Step, action: m.Raw, record: _Record) -> None:
-    text = run._render(action.data)
-    data = text.encode("utf-8")
-    shown = protocol.escape_bytes(data)
-    run._label(record, f"raw {shown}")
-    await run._send(record, data, shown)
-    if step.expect.codes is not None:
-        run._judge(step, await run._read(step, record), record=record)
-
-
-async def _greet(run: ScenarioRun, step: m.Step, action: m.Greet, record: _Record) -> None:
-    line = f"{action.verb} {run._render(action.name)}"
-    run._label(record, line)
-    await run._send_line(record, line)
-    reply = await run._read(step, record)
-    if isinstance(reply, Reply) and action.verb != "HELO" and reply.code == 250:
-        run.scope.maps[-1]["caps"] = protocol.parse_ehlo(reply)
-    run._judge(step, reply, record=record)
-
-
-async def _starttls(run: ScenarioRun, step: m.Step, action: m.StartTls, record: _Record) -> None:
-    run._label(record, "STARTTLS")
-    await run._send_line(record, "STARTTLS")
-    reply = await run._read(step, record)
-    run._judge(step, reply, record=record)
-    if not (isinstance(reply, Reply) and reply.code == 220):
-        return  # the scenario asserted a refusal; nothing to upgrade
-    options = run.base_endpoint.tls_options.overlay(action.tls_options)
-    assert run.session is not None
-    server_name = options.server_name or run._render(run.base_endpoint.host or "")
-    try:
-        await run.session.starttls(make_context(options), server_name, run._timeout(step))
-    finally:
-        _note_injection(run, step)
-    record.result.tls = run.session.tls
-    run.scope.maps[-1]["caps"] = {}  # RFC 3207: forget what was learnt before TLS
-    _judge_tls(step, run)
-
-
-def _note_injection(run: ScenarioRun, step: m.Step) -> None:
-    if run.session and run.session.injected:
-        run.violations.append(
-            f"{step.path}: server sent data after its STARTTLS reply, "
-            "before TLS (possible response injection)"
-        )
-
-
-def _judge_tls(step: m.Step, run: ScenarioRun) -> None:
-    if step.expect.tls and run.session is not None:
-        problem = expectations.check_tls(step.expect.tls, run.session.tls)
-        if problem:
-            raise StepFailed(problem)
-
-
-async def _auth(run: ScenarioRun, step: m.Step, action: m.Auth, record: _Record) -> None:
-    username = run._render(action.username)
-    secret = run._render(action.password or action.token or "")
-    run.tracker.add(secret)
-    mechanism = action.mechanism
-    run._label(record, f"AUTH {mechanism} as {username}")
-    if mechanism in ("PLAIN", "XOAUTH2"):
-        payload = (
-            protocol.auth_plain(username, secret, run._render(action.authzid or ""))
-            if mechanism == "PLAIN"
-            else protocol.xoauth2(username, secret)
-        )
-        run.tracker.add_encoded(payload)
-        await run._send_line(
-            record, f"AUTH {mechanism} {payload}", f"AUTH {mechanism} {REDACTED_MARK}"
-        )
-        reply = await run._read(step, record)
-        if mechanism == "XOAUTH2" and isinstance(reply, Reply) and reply.code == 334:
-            await run._send_line(record, "", "")  # the error challenge wants an empty reply
-            reply = await run._read(step, record)
-    else:
-        reply = await _auth_challenges(run, step, record, mechanism, username, secret)
-    run._judge(step, reply, record=record)
-
-
-REDACTED_MARK = "********"
-
-
-async def _auth_challenges(
-    run: ScenarioRun, step: m.Step, record: _Record, mechanism: str, username: str, secret: str
-) -> Reply | Closed:
-    await run._send_line(record, f"AUTH {mechanism}")
-    reply = await run._read(step, record)
-    answers = [protocol.b64(username), protocol.b64(secret)] if mechanism == "LOGIN" else [None]
-    for answer in answers:
-        if not (isinstance(reply, Reply) and reply.code == 334):
-            return reply  # refused early (530, 538, 504): that is the final reply
-        if answer is None:  # CRAM-MD5: HMAC over the server's challenge
-            answer = protocol.cram_md5_response(username, secret, reply.text.strip())
-        run.tracker.add_encoded(answer)
-        await run._send_line(record, answer, REDACTED_MARK)
-        reply = await run._read(step, record)
-    return reply
-
-
-async def _data(run: ScenarioRun, step: m.Step, action: m.Data, record: _Record) -> None:
-    run._label(record, "DATA")
-    await run._send_line(record, "DATA")
-    reply = await run._read(step, record)
-    if not (isinstance(reply, Reply) and reply.code == 354):
-        if step.expect.codes is None:
-            raise StepFailed(f"expected 354 to DATA, got {expectations.got(reply)}")
-        run._judge(step, reply, record=record)  # e.g. expect: 554 for "no valid recipients"
-        return
-    message = _message_text(run, action)
-    payload = protocol.message_payload(message)
-    await run._send(record, payload, _payload_display(payload))
-    run._judge(step, await run._read(step, record), record=record)
-
-
-def _message_text(run: ScenarioRun, action: m.Data) -> str:
-    if action.text is not None:
-        text = run._render(action.text)
-        head, sep, _ = text.replace("\r\n", "\n").partition("\n\n")
-        names = {line.split(":", 1)[0].strip().lower() for line in head.split("\n") if ":" in line}
-        extra = _missing_headers(names)
-        return "".join(f"{k}: {v}\n" for k, v in extra) + text if sep else text
-    headers = [(name, run._render(value)) for name, value in action.headers]
-    headers += _missing_headers({name.lower() for name, _ in headers})
-    body = run._render(action.body)
-    return "".join(f"{name}: {value}\n" for name, value in headers) + "\n" + body
-
-
-def _missing_headers(present: set[str]) -> list[tuple[str, str]]:
-    extra = []
-    if "date" not in present:
-        extra.append(("Date", email.utils.formatdate(localtime=False)))
-    if "message-id" not in present:
-        extra.append(("Message-ID", f"<{uuid.uuid4().hex}@smtpscript.invalid>"))
-    return extra
-
-
-async def _sleep(run: ScenarioRun, step: m.Step, action: m.Sleep, record: _Record) -> None:
-    run._label(record, f"sleep {action.seconds:g} s")
-    await asyncio.sleep(action.seconds)
-
-
-async def _read(run: ScenarioRun, step: m.Step, action: m.Read, record: _Record) -> None:
-    run._label(record, "read")
-    run._judge(step, await run._read(step, record), record=record)
-
-
-_HANDLERS: dict[type, Callable[..., Any]] = {
-    m.Connect: _connect,
-    m.Send: _send,
-    m.Raw: _raw,
-    m.Greet: _greet,
-    m.StartTls: _starttls,
-    m.Auth: _auth,
-    m.Data: _data,
-    m.Sleep: _sleep,
-    m.Read: _read,
-}
-
-
 # --- helpers ------------------------------------------------------------------------
-
-
-def _payload_display(payload: bytes, max_lines: int = 40) -> str:
-    lines = payload.split(b"\r\n")[:-1]
-    shown = [protocol.escape_bytes(line) for line in lines[:max_lines]]
-    if len(lines) > max_lines:
-        shown.append(f"... {len(lines) - max_lines} more lines ({len(payload)} bytes in all)")
-    return "\n".join(shown)
 
 
 def _raw_display(data: bytes) -> str:

@@ -712,8 +712,10 @@ def test_a_send_after_hang_up_without_expect_closed_fails(tmp_path, target):
     """
     result = run_yaml(tmp_path, body, target)
     assert result.verdict == "failed"
-    assert step(result, "steps[1]").message == (
-        "expected 2xx or 3xx, got server closed the connection"
+    # FIN or, once our NOOP hit the closed socket, RST: both are the server hanging up
+    assert step(result, "steps[1]").message in (
+        "expected 2xx or 3xx, got server closed the connection",
+        "expected 2xx or 3xx, got server reset the connection",
     )
 
 
