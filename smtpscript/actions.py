@@ -20,7 +20,7 @@ from smtpscript import model as m
 from smtpscript.expectations import StepFailed
 from smtpscript.protocol import Reply
 from smtpscript.results import REDACTED
-from smtpscript.session import Closed
+from smtpscript.session import Closed, hostport
 from smtpscript.tlsinfo import make_context
 
 if TYPE_CHECKING:
@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 
 async def connect(run: ScenarioRun, step: m.Step, action: m.Connect, record: _Record) -> None:
     endpoint = run.base_endpoint.overlay(action.endpoint)
-    run.label(record, f"connect {endpoint.host}:{endpoint.port or m.DEFAULT_PORT}")
+    run.label(record, f"connect {hostport(endpoint.host or '', endpoint.port or m.DEFAULT_PORT)}")
     await run.open(endpoint, step)
     assert run.session is not None
     record.result.tls = run.session.tls

@@ -115,26 +115,26 @@ class Session:
             )
         except TimeoutError:
             raise ConnectError(
-                f"connection to {_hostport(host, port)} timed out after {timeout:g} s"
+                f"connection to {hostport(host, port)} timed out after {timeout:g} s"
             ) from None
         except ssl.SSLCertVerificationError as exc:
             raise ConnectError(describe_verify_error(exc), verify_failed=True) from None
         except ssl.SSLError as exc:
             raise ConnectError(
-                f"TLS handshake with {_hostport(host, port)} failed: {exc.reason or exc}"
+                f"TLS handshake with {hostport(host, port)} failed: {exc.reason or exc}"
             ) from None
         except socket.gaierror as exc:
             raise ConnectError(f"cannot resolve host {host!r}: {exc.strerror}") from None
         except ConnectionRefusedError:
-            raise ConnectError(f"connection refused by {_hostport(host, port)}") from None
+            raise ConnectError(f"connection refused by {hostport(host, port)}") from None
         except OSError as exc:
             raise ConnectError(
-                f"cannot connect to {_hostport(host, port)}: {exc.strerror or exc}"
+                f"cannot connect to {hostport(host, port)}: {exc.strerror or exc}"
             ) from None
         self._parser = ReplyParser()
         self._eof = False
         peer = self._writer.get_extra_info("peername")
-        self.note(f"connected to {_hostport(*peer[:2]) if peer else _hostport(host, port)}")
+        self.note(f"connected to {hostport(*peer[:2]) if peer else hostport(host, port)}")
         if tls:
             self._record_tls(server_name or host, tls)
 
@@ -265,7 +265,7 @@ class Session:
             await asyncio.wait_for(writer.wait_closed(), 2)
 
 
-def _hostport(host: str, port: int) -> str:
+def hostport(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
