@@ -43,6 +43,7 @@ def run_paths(
     variables: dict[str, str] | None = None,
     tags: Sequence[str] = (),
     concurrency: int = 4,
+    ca_file: Path | None = None,
     verbose: bool = False,
     out: TextIO | None = None,
     quiet: bool = False,
@@ -61,7 +62,7 @@ def run_paths(
         raise ConfigError("no scenarios to run" + (f" with tag {', '.join(tags)}" if tags else ""))
     view = None if quiet else ConsoleView(out, verbose=verbose)
     options = RunOptions(overrides=dict(variables), concurrency=concurrency)
-    with resolved_targets(targets, scenarios) as resolved:
+    with resolved_targets(targets, scenarios, ca_file) as resolved:
         result = run(scenarios, resolved, options, view.scenario if view else None)
     if view:
         view.summary(result)
@@ -69,9 +70,15 @@ def run_paths(
 
 
 @contextlib.contextmanager
-def resolved_targets(names: Sequence[str], scenarios: list[Scenario]) -> Iterator[list[Target]]:
+def resolved_targets(
+    names: Sequence[str], scenarios: list[Scenario], ca_file: Path | None = None
+) -> Iterator[list[Target]]:
     """Targets for the run; 'sandbox' starts the embedded server for the run's duration."""
     from smtpscript.targets import SANDBOX, parse_target, sandbox_target
+
+    if ca_file is not None and not ca_file.is_file():
+        raise ConfigError(f"--ca-file {ca_file}: no such file")
+    trust = str(ca_file) if ca_file else None
 
     if not names:
         if all(s.target.host for s in scenarios):
@@ -80,7 +87,7 @@ def resolved_targets(names: Sequence[str], scenarios: list[Scenario]) -> Iterato
         raise ConfigError(
             "no target: pass --target HOST[:PORT] (or --target sandbox to try the embedded server)"
         )
-    targets = [parse_target(n) for n in names if n != SANDBOX]
+    targets = [parse_target(n, trust) for n in names if n != SANDBOX]
     if SANDBOX not in names:
         yield targets
         return

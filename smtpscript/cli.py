@@ -176,6 +176,10 @@ def run(
     json_out: Annotated[Path | None, typer.Option("--json", help="Write JSON results.")] = None,
     html_out: Annotated[Path | None, typer.Option("--html", help="Write the HTML report.")] = None,
     junit_out: Annotated[Path | None, typer.Option("--junit", help="Write JUnit XML.")] = None,
+    ca_file: Annotated[
+        Path | None,
+        typer.Option("--ca-file", help="Trust this CA (PEM) for TLS to the -t HOST targets."),
+    ] = None,
     fail_on: Annotated[
         Severity, typer.Option("--fail-on", help="Exit 1 only for findings this severe or worse.")
     ] = Severity.info,
@@ -192,6 +196,7 @@ def run(
         variables=parse_vars(var),
         tags=tag or [],
         concurrency=jobs,
+        ca_file=ca_file,
         verbose=verbose,
     )
     if outcome.problems:

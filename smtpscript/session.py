@@ -120,8 +120,14 @@ class Session:
         except ssl.SSLCertVerificationError as exc:
             raise ConnectError(describe_verify_error(exc), verify_failed=True) from None
         except ssl.SSLError as exc:
+            hint = (
+                " (the server did not answer in TLS: plain SMTP on this port? implicit TLS "
+                "usually listens on 465)"
+                if exc.reason == "WRONG_VERSION_NUMBER"
+                else ""
+            )
             raise ConnectError(
-                f"TLS handshake with {hostport(host, port)} failed: {exc.reason or exc}"
+                f"TLS handshake with {hostport(host, port)} failed: {exc.reason or exc}{hint}"
             ) from None
         except socket.gaierror as exc:
             raise ConnectError(f"cannot resolve host {host!r}: {exc.strerror}") from None

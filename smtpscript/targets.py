@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 from smtpscript.errors import ConfigError
-from smtpscript.model import Endpoint, Target
+from smtpscript.model import Endpoint, Target, TlsOptions
 
 SANDBOX = "sandbox"
 
 
-def parse_target(text: str) -> Target:
-    """A target from ``HOST[:PORT]``; 'sandbox' is resolved by the caller who starts it."""
+def parse_target(text: str, ca_file: str | None = None) -> Target:
+    """A target from ``HOST[:PORT]``; 'sandbox' is resolved by the caller who starts it.
+
+    ``ca_file`` (--ca-file) is the CA to trust for TLS to it, e.g. a private CA.
+    """
     value = text.strip()
     if not value:
         raise ConfigError("--target: empty value; use HOST, HOST:PORT, [IPv6]:PORT or sandbox")
     host, port = _split(value)
-    return Target(name=value, endpoint=Endpoint(host=host, port=port))
+    trust = TlsOptions(ca_file=ca_file)
+    return Target(name=value, endpoint=Endpoint(host=host, port=port, tls_options=trust))
 
 
 def _split(value: str) -> tuple[str, int | None]:
@@ -37,8 +41,6 @@ def _port(value: str, text: str) -> int:
 
 def sandbox_target(host: str, port: int, tls_port: int | None, ca_file: str | None) -> Target:
     """The embedded server as a target; its CA is trusted so verify: true works against it."""
-    from smtpscript.model import TlsOptions
-
     return Target(
         name=SANDBOX,
         endpoint=Endpoint(host=host, port=port, tls_options=TlsOptions(ca_file=ca_file)),

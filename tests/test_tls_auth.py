@@ -185,3 +185,25 @@ def test_postfix_implicit_tls_certificate_facts(postfix):
     assert tls.verified and "mx.postfix.test" in tls.subject
     assert result.target.port == postfix.port  # reported as the target; TLS went to smtps
     assert f":{postfix.smtps_port}" in result.transcript[0].text
+
+
+@pytest.mark.postfix
+def test_cli_ca_file_makes_verify_true_pass_against_postfix(postfix, capsys):
+    from smtpscript.cli import run_cli
+
+    scenario = str(SCENARIOS / "tls/starttls-offered.yaml")
+    target = f"{postfix.host}:{postfix.port}"
+    assert run_cli(["run", scenario, "-t", target]) == 1
+    untrusted = capsys.readouterr().out
+    assert "certificate verify failed: unable to get local issuer certificate" in untrusted
+    assert run_cli(["run", scenario, "-t", target, "--ca-file", str(postfix.ca_file)]) == 0
+    assert "PASS" in capsys.readouterr().out
+
+
+def test_cli_ca_file_must_exist(tmp_path, capsys):
+    from smtpscript.cli import run_cli
+
+    scenario = str(SCENARIOS / "tls/starttls-offered.yaml")
+    missing = tmp_path / "nope.pem"
+    assert run_cli(["run", scenario, "-t", "127.0.0.1:1", "--ca-file", str(missing)]) == 2
+    assert capsys.readouterr().err == f"smtpscript: error: --ca-file {missing}: no such file\n"
