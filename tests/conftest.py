@@ -42,3 +42,17 @@ def sandbox_target(sandbox):  # type: ignore[no-untyped-def]
     from smtpscript.targets import sandbox_target as make_target
 
     return make_target(sandbox.host, sandbox.port, sandbox.tls_port, str(sandbox.cert_path))
+
+
+@pytest.fixture
+def browser():  # type: ignore[no-untyped-def]
+    """Headless Chromium; missing: a failure under CI, a skip otherwise."""
+    from chromium import Chromium, find_chromium
+
+    binary = find_chromium()
+    if binary is None:
+        if _in_ci():
+            pytest.fail("CI is set but chromium is not installed", pytrace=False)
+        pytest.skip("chromium is not installed")
+    with Chromium(binary, timeout=15.0) as page:
+        yield page

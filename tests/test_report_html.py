@@ -434,22 +434,6 @@ ARTIFACTS = Path(__file__).resolve().parent.parent / "artifacts"
 
 
 @pytest.fixture
-def browser():  # type: ignore[no-untyped-def]
-    """Headless Chromium; missing: a failure under CI, a skip otherwise."""
-    import os
-
-    from chromium import Chromium, find_chromium
-
-    binary = find_chromium()
-    if binary is None:
-        if os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no"):
-            pytest.fail("CI is set but chromium is not installed", pytrace=False)
-        pytest.skip("chromium is not installed")
-    with Chromium(binary, timeout=15.0) as page:
-        yield page
-
-
-@pytest.fixture
 def report_url(tmp_path: Path) -> str:
     path = tmp_path / "report.html"
     write_html(sample_run(), path)
