@@ -68,7 +68,10 @@ def _err(message: str) -> None:
 
 
 def _paths(paths: list[Path] | None) -> list[Path]:
-    return paths or [Path("scenarios")] if Path("scenarios").is_dir() or paths else [Path(".")]
+    """The paths given, else ./scenarios when there is one, else the working directory."""
+    if paths:
+        return paths
+    return [Path("scenarios")] if Path("scenarios").is_dir() else [Path(".")]
 
 
 def parse_vars(items: list[str] | None) -> dict[str, str]:
