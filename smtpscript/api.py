@@ -128,7 +128,7 @@ def load_results(paths: Sequence[Path]) -> RunResult:
     import json
 
     from smtpscript.results import RESULTS_FORMAT, from_dict, merge
-    from smtpscript.validation import _validator
+    from smtpscript.schemafile import validator
 
     runs = []
     for path in paths:
@@ -141,7 +141,7 @@ def load_results(paths: Sequence[Path]) -> RunResult:
                 f"{path}: unsupported results format {data['format']!r} (this "
                 f"smtpscript reads format {RESULTS_FORMAT})"
             )
-        error = next(iter(_validator("results").iter_errors(data)), None)
+        error = next(iter(validator("results").iter_errors(data)), None)
         if error is not None:
             where = ".".join(str(p) for p in error.absolute_path) or "(top level)"
             raise ConfigError(f"{path}: {where}: not smtpscript results: {error.message}")

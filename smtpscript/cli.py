@@ -284,7 +284,7 @@ def schema(
     name: Annotated[SchemaName, typer.Argument(help="Which schema.")] = SchemaName.scenario,
 ) -> None:
     """Print a JSON Schema (for editors: yaml-language-server, VS Code)."""
-    from smtpscript.validation import schema_path
+    from smtpscript.schemafile import schema_path
 
     typer.echo(schema_path(name.value).read_text(encoding="utf-8"), nl=False)
 

@@ -9,6 +9,8 @@ Any other exception escaping to the CLI is a bug in smtpscript.
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 
@@ -49,3 +51,11 @@ class LocalProtocolError(SmtpscriptError):
 
 class RemoteProtocolError(SmtpscriptError):
     """The server's bytes are not valid SMTP, or exceed our limits."""
+
+
+def did_you_mean(word: str, options: Iterable[object]) -> str:
+    """' (did you mean 'expect'?)' for a near miss (or a case slip), else ''."""
+    words = [str(o) for o in options]
+    same = [w for w in words if w.lower() == word.lower() and w != word]
+    close = same or difflib.get_close_matches(word, words, n=1, cutoff=0.6)
+    return f" (did you mean '{close[0]}'?)" if close else ""

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from jsonschema import Draft202012Validator
 
-from smtpscript import validation
+from smtpscript import schemafile, semantics, validation
 from smtpscript.cli import run_cli
 from smtpscript.loading import load_paths
 from smtpscript.yamlsource import parse_document
@@ -1040,7 +1040,7 @@ def _documents() -> list[object]:
 
 
 def test_the_compiled_schema_check_agrees_with_jsonschema():
-    fast = validation._fast_check("scenario")
+    fast = schemafile.fast_check("scenario")
     assert fast is not None, "the fast path must understand every keyword the schema uses"
     slow = Draft202012Validator(validation.load_schema("scenario"))
     documents = _documents()
@@ -1090,7 +1090,7 @@ def test_the_compiled_schema_check_agrees_with_jsonschema():
 def test_the_template_fast_path_agrees_with_jinja(source):
     from smtpscript import templating
 
-    error, names = validation._analyse_template(source)
+    error, names = semantics._analyse_template(source)
     slow = templating.syntax_error(source)
     assert (error is None) == (slow is None)
     if error is None:
