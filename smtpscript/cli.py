@@ -91,29 +91,25 @@ def validate(paths: PathsArg = None, var: VarOpt = None) -> None:
     """Check scenario files against the format; print every problem with file:line:column."""
     from smtpscript.loading import load_paths
 
-    result = load_paths(_paths(paths), extra_names=parse_vars(var))
+    result = load_paths(_paths(paths), extra_names=parse_vars(var), keep_models=False)
     for problem in result.problems:
         _err(str(problem))
     bad_files = len({p.file for p in result.problems})
-    summary = (
-        f"{result.files} file{'s' if result.files != 1 else ''}: "
-        f"{len(result.scenarios)} valid scenario{'s' if len(result.scenarios) != 1 else ''}"
-        + (
-            f", {len(result.fragments)} fragment{'s' if len(result.fragments) != 1 else ''}"
-            if result.fragments
-            else ""
-        )
-    )
+    summary = f"{_count(result.files, 'file')}: {_count(result.valid, 'valid scenario')}"
+    if result.fragments:
+        summary += f", {_count(len(result.fragments), 'fragment')}"
     if result.problems:
-        _err(
-            f"{summary}; {len(result.problems)} problem{'s' if len(result.problems) != 1 else ''}"
-            f" in {bad_files} file{'s' if bad_files != 1 else ''}"
-        )
+        problems = _count(len(result.problems), "problem")
+        _err(f"{summary}; {problems} in {_count(bad_files, 'file')}")
         raise typer.Exit(ExitStatus.USAGE)
     if result.files == 0:
         _err("no scenario files found (*.yaml, *.yml)")
         raise typer.Exit(ExitStatus.USAGE)
     typer.echo(f"{summary}: all valid")
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 @app.command("list")

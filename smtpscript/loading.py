@@ -8,7 +8,9 @@ found, across all files, so one call reports everything at once.
 from __future__ import annotations
 
 import functools
+import multiprocessing
 import os
+import threading
 from collections.abc import Iterable, Iterator, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
@@ -32,6 +34,7 @@ class LoadResult:
     fragments: list[str] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
     files: int = 0
+    valid: int = 0  # valid scenarios (also counted when the models are not kept)
 
     @property
     def ok(self) -> bool:
@@ -74,24 +77,72 @@ def display_name(path: Path, resolved: Path | None = None, cwd: Path | None = No
         return str(path)
 
 
-def load_paths(paths: Sequence[str | Path], extra_names: Iterable[str] = ()) -> LoadResult:
-    """Validate and build every scenario under ``paths``; collect all problems."""
-    result = LoadResult()
-    session = _Session(extra_names)
+PARALLEL_FROM = 200  # files; below this, starting worker processes costs more than it saves
+_VALID = 1  # stands for a valid scenario when only counting (validate)
+
+
+def load_paths(
+    paths: Sequence[str | Path], extra_names: Iterable[str] = (), *, keep_models: bool = True
+) -> LoadResult:
+    """Validate and build every scenario under ``paths``; collect all problems.
+
+    ``keep_models=False`` (``smtpscript validate``) only counts the valid scenarios;
+    a large library is then checked by one process per core, each taking an
+    interleaved share of the files (shipping models back costs more than it saves).
+    """
+    files = discover(paths)
+    result = LoadResult(files=len(files))
     problems: set[Problem] = set()  # a fragment's problems count once, however often included
-    for path in discover(paths):
-        result.files += 1
+    for outcome in _load_all(files, extra_names, keep_models):
+        if isinstance(outcome, m.Scenario):
+            result.scenarios.append(outcome)
+        elif isinstance(outcome, str):
+            result.fragments.append(outcome)
+        elif isinstance(outcome, list):
+            problems.update(outcome)
+        result.valid += outcome is _VALID or isinstance(outcome, m.Scenario)
+    result.problems = sorted(problems)
+    return result
+
+
+Outcome = m.Scenario | str | list[Problem] | int
+
+
+def _load_chunk(
+    files: Sequence[Path], extra_names: Iterable[str], keep_models: bool = True
+) -> list[Outcome]:
+    session = _Session(extra_names)
+    outcomes: list[Outcome] = []
+    for path in files:
         try:
             item = session.load(path)
         except ScenarioError as exc:
-            problems.update(exc.problems)
+            outcomes.append(exc.problems)
             continue
-        if isinstance(item, m.Scenario):
-            result.scenarios.append(item)
-        else:
-            result.fragments.append(item)
-    result.problems = sorted(problems)
-    return result
+        outcomes.append(item if keep_models or isinstance(item, str) else _VALID)
+    return outcomes
+
+
+def _load_all(files: list[Path], extra_names: Iterable[str], keep_models: bool) -> list[Outcome]:
+    workers = min(os.cpu_count() or 1, 8)
+    if keep_models or len(files) < PARALLEL_FROM or workers < 2 or not _can_fork():
+        return _load_chunk(files, extra_names, keep_models)
+    from concurrent.futures import ProcessPoolExecutor
+
+    shares = [files[i::workers] for i in range(workers)]
+    context = multiprocessing.get_context("fork")
+    with ProcessPoolExecutor(workers, mp_context=context) as pool:
+        done = list(pool.map(_load_chunk, shares, [extra_names] * workers, [False] * workers))
+    outcomes: list[Outcome] = [_VALID] * len(files)
+    for i, share in enumerate(done):  # the interleaved shares back in file order
+        outcomes[i::workers] = share
+    return outcomes
+
+
+def _can_fork() -> bool:
+    """Fork only where it is safe and cheap: POSIX, and no other thread is running (a fork
+    copies locks held by other threads; the CLI loads before it starts any)."""
+    return "fork" in multiprocessing.get_all_start_methods() and threading.active_count() == 1
 
 
 def load_file(path: Path, extra_names: Iterable[str] = ()) -> m.Scenario | str:

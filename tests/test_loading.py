@@ -388,3 +388,63 @@ def test_anchors_and_merge_keys_in_a_valid_scenario(tmp_path, monkeypatch, capsy
     ]
     # positions are those of the steps themselves, not of the anchor they merge
     assert [s.pos.line for s in scenario.steps] == [7, 9, 11]
+
+
+def _library(root: Path, count: int) -> None:
+    """A library of ``count`` scenarios: most valid, some broken, all using one fragment."""
+    write(
+        root,
+        "fragments/greet.yaml",
+        "smtpscript: 1\nfragment: true\nsteps:\n  - ehlo: client.example\n",
+    )
+    for i in range(count):
+        broken = i % 7 == 3
+        expect = '"2x"' if broken else "250"
+        write(
+            root,
+            f"s{i:04d}.yaml",
+            f"""
+            smtpscript: 1
+            title: scenario {i}
+            steps:
+              - include: fragments/greet.yaml
+              - send: NOOP
+                expect: {expect}
+            """,
+        )
+
+
+def test_validate_checks_a_large_library_in_parallel_with_the_same_answer(tmp_path, monkeypatch):
+    import subprocess
+    import sys
+
+    from smtpscript import loading
+
+    count = loading.PARALLEL_FROM + 50
+    _library(tmp_path, count)
+    monkeypatch.chdir(tmp_path)
+    serial = load_paths(["."])  # keeps the models: one process
+    assert serial.valid == len(serial.scenarios) == count - len(serial.problems)
+    # the CLI counts only, and loads big libraries in worker processes (no threads there)
+    proc = subprocess.run(
+        [sys.executable, "-m", "smtpscript", "validate", "."],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 2
+    lines = proc.stderr.splitlines()
+    assert lines[:-1] == [str(p) for p in serial.problems]
+    assert lines[-1] == (
+        f"{count + 1} files: {serial.valid} valid scenarios, 1 fragment; "
+        f"{len(serial.problems)} problems in {len(serial.problems)} files"
+    )
+
+
+def test_counting_without_models_gives_the_same_counts(tmp_path, monkeypatch):
+    _library(tmp_path, 30)
+    monkeypatch.chdir(tmp_path)
+    full = load_paths(["."])
+    counted = load_paths(["."], keep_models=False)
+    assert counted.scenarios == [] and counted.valid == full.valid == len(full.scenarios)
+    assert counted.problems == full.problems and counted.fragments == full.fragments
