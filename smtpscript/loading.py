@@ -128,11 +128,15 @@ def _load_all(files: list[Path], extra_names: Iterable[str], keep_models: bool) 
     if keep_models or len(files) < PARALLEL_FROM or workers < 2 or not _can_fork():
         return _load_chunk(files, extra_names, keep_models)
     from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
 
     shares = [files[i::workers] for i in range(workers)]
     context = multiprocessing.get_context("fork")
-    with ProcessPoolExecutor(workers, mp_context=context) as pool:
-        done = list(pool.map(_load_chunk, shares, [extra_names] * workers, [False] * workers))
+    try:
+        with ProcessPoolExecutor(workers, mp_context=context) as pool:
+            done = list(pool.map(_load_chunk, shares, [extra_names] * workers, [False] * workers))
+    except (OSError, BrokenProcessPool):  # no processes to be had: do it here, just slower
+        return _load_chunk(files, extra_names, keep_models)
     outcomes: list[Outcome] = [_VALID] * len(files)
     for i, share in enumerate(done):  # the interleaved shares back in file order
         outcomes[i::workers] = share
