@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from smtpscript import expectations, protocol
 from smtpscript import model as m
+from smtpscript.errors import LocalProtocolError
 from smtpscript.expectations import StepFailed
 from smtpscript.protocol import Reply
 from smtpscript.results import REDACTED
@@ -141,6 +142,8 @@ async def _auth_challenges(
 
 async def data(run: ScenarioRun, step: m.Step, action: m.Data, record: _Record) -> None:
     run.label(record, "DATA")
+    # render first: a template error must not leave the server waiting for message text
+    payload = protocol.message_payload(_message_text(run, action))
     await run.send_line(record, "DATA")
     reply = await run.read(step, record)
     if not (isinstance(reply, Reply) and reply.code == 354):
@@ -148,8 +151,6 @@ async def data(run: ScenarioRun, step: m.Step, action: m.Data, record: _Record) 
             raise StepFailed(f"expected 354 to DATA, got {expectations.got(reply)}")
         run.judge(step, reply, record=record)  # e.g. expect: 554 for "no valid recipients"
         return
-    message = _message_text(run, action)
-    payload = protocol.message_payload(message)
     await run.send(record, payload, _payload_display(payload))
     run.judge(step, await run.read(step, record), record=record)
 
@@ -161,10 +162,21 @@ def _message_text(run: ScenarioRun, action: m.Data) -> str:
         names = {line.split(":", 1)[0].strip().lower() for line in head.split("\n") if ":" in line}
         extra = _missing_headers(names)
         return "".join(f"{k}: {v}\n" for k, v in extra) + text if sep else text
-    headers = [(name, run.render(value)) for name, value in action.headers]
+    headers = [(name, _header_value(name, run.render(value))) for name, value in action.headers]
     headers += _missing_headers({name.lower() for name, _ in headers})
     body = run.render(action.body)
     return "".join(f"{name}: {value}\n" for name, value in headers) + "\n" + body
+
+
+def _header_value(name: str, value: str) -> str:
+    """A rendered header value may not break its line: CR/LF from a variable would inject
+    headers (write the whole message as text to send unusual headers on purpose)."""
+    if "\r" in value or "\n" in value:
+        raise LocalProtocolError(
+            f"header {name} contains CR or LF after rendering; use the text form of data "
+            "to send folded or unusual headers"
+        )
+    return value
 
 
 def _missing_headers(present: set[str]) -> list[tuple[str, str]]:

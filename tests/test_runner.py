@@ -730,3 +730,23 @@ def test_step_names_are_templates(tmp_path, target):
     result = run_yaml(tmp_path, body, target, overrides={"who": "auditor"})
     assert result.steps[1].name == "greet sandbox as auditor"
     assert step(result, "steps[1]").name == "{{ no_such_var }} stays as written"
+
+
+def test_cr_lf_from_a_var_into_a_header_is_refused(tmp_path, target, sandbox):
+    body = """
+        steps:
+          - ehlo: client.test
+          - send: "MAIL FROM:<a@client.test>"
+          - send: "RCPT TO:<alice@sandbox.test>"
+          - data:
+              headers: {Subject: "{{ subject }}"}
+              body: header injection probe
+    """
+    injected = "hello\r\nBcc: victim@example.net"
+    result = run_yaml(tmp_path, body, target, overrides={"subject": injected})
+    assert result.verdict == "error"
+    data = next(s for s in result.steps if s.kind == "data")
+    assert data.message.startswith("header Subject contains CR or LF after rendering")
+    assert not any(b"header injection probe" in m.data for m in sandbox.messages)
+    assert "DATA" not in sent(result)  # refused before the server was told to expect a message
+    assert sent(result)[-1] == "QUIT"
