@@ -48,9 +48,8 @@ class ConsoleView:
         counts = run.counts()
         parts = [f"{counts['passed']} passed", f"{counts['failed']} failed"]
         parts += [f"{counts[k]} {k}" for k in ("error", "skipped") if counts[k]]
-        findings = [s for s in run.scenarios if s.is_finding]
-        by_severity = _severity_counts(findings)
-        tail = f"; findings: {by_severity}" if findings else ""
+        findings = ", ".join(f"{n} {s}" for s, n in run.findings_by_severity() if n)
+        tail = f"; findings: {findings}" if findings else ""
         self._line(
             f"smtpscript: {len(run.scenarios)} scenario runs: {', '.join(parts)} "
             f"in {run.duration_ms / 1000:.2f}s{tail}"
@@ -59,9 +58,3 @@ class ConsoleView:
     def _line(self, text: str) -> None:
         self.out.write(text + "\n")
         self.out.flush()
-
-
-def _severity_counts(findings: list[ScenarioResult]) -> str:
-    order = ("critical", "high", "medium", "low", "info")
-    counts = {s: sum(1 for f in findings if f.severity == s) for s in order}
-    return ", ".join(f"{n} {s}" for s, n in counts.items() if n)

@@ -10,14 +10,18 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
+
+from smtpscript.model import SEVERITIES
 
 Verdict = Literal["passed", "failed", "error", "skipped"]
 VERDICTS: tuple[Verdict, ...] = ("passed", "failed", "error", "skipped")
 RESULTS_FORMAT = 1
 REDACTED = "********"
+SEVERITY_ORDER: tuple[str, ...] = tuple(reversed(SEVERITIES))  # worst first
 
 
 @dataclass
@@ -130,6 +134,12 @@ class RunResult:
     @property
     def ok(self) -> bool:
         return all(s.verdict in ("passed", "skipped") for s in self.scenarios)
+
+    def findings_by_severity(self) -> list[tuple[str, int]]:
+        """(severity, failed scenario runs), worst first, every severity listed."""
+        counts = Counter(r.severity for r in self.scenarios if r.is_finding)
+        extra = sorted(s for s in counts if s not in SEVERITY_ORDER)  # from newer writers
+        return [(s, counts[s]) for s in (*SEVERITY_ORDER, *extra)]
 
 
 # --- JSON round-trip ----------------------------------------------------------

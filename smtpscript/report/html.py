@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from smtpscript.results import (
+    SEVERITY_ORDER,
     VERDICTS,
     ReplyRecord,
     RunResult,
@@ -33,7 +34,6 @@ from smtpscript.results import (
 if TYPE_CHECKING:
     from jinja2 import Environment
 
-SEVERITY_ORDER = ("critical", "high", "medium", "low", "info")
 VERDICT_ORDER = ("failed", "error", "skipped", "passed")
 CHART_BARS = 15
 BAR_PITCH = 26  # px per bar row in the chart
@@ -185,7 +185,7 @@ def build_view(run: RunResult) -> dict[str, Any]:
         "counts": [(v, run.counts()[v]) for v in VERDICT_ORDER],
         "total": len(run.scenarios),
         "errors": run.counts()["error"],
-        "findings": findings_by_severity(run),
+        "findings": run.findings_by_severity(),
         "finding_items": [i for i in items if i.result.verdict == "failed"],
         "targets": targets,
         "target_info": {t.name: t for t in run.targets},
@@ -278,12 +278,6 @@ def anchor(target: str, scenario_id: str) -> str:
 
 def _slug(text: str) -> str:
     return _NON_SLUG.sub("-", text.lower()).strip("-")[:40].strip("-") or "x"
-
-
-def findings_by_severity(run: RunResult) -> list[tuple[str, int]]:
-    counts = Counter(r.severity for r in run.scenarios if r.verdict == "failed")
-    extra = sorted(s for s in counts if s not in SEVERITY_ORDER)
-    return [(s, counts[s]) for s in (*SEVERITY_ORDER, *extra)]
 
 
 def _target_names(run: RunResult) -> list[str]:
