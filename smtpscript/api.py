@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from smtpscript.errors import ConfigError, Problem
-from smtpscript.model import SEVERITIES, Scenario, Target
+from smtpscript.model import SEVERITIES, Endpoint, Scenario, Target
 from smtpscript.results import RunResult
 
 
@@ -82,7 +82,7 @@ def resolved_targets(
 
     if not names:
         if all(s.target.host for s in scenarios):
-            yield [Target(name="scenario", endpoint=_empty_endpoint())]
+            yield [Target(name="scenario", endpoint=Endpoint())]
             return
         raise ConfigError(
             "no target: pass --target HOST[:PORT] (or --target sandbox to try the embedded server)"
@@ -103,12 +103,6 @@ def resolved_targets(
         ]
 
 
-def _empty_endpoint():  # type: ignore[no-untyped-def]
-    from smtpscript.model import Endpoint
-
-    return Endpoint()
-
-
 @contextlib.contextmanager
 def _sandbox():  # type: ignore[no-untyped-def]
     from smtpscript.sandbox import Sandbox, SandboxConfig, SandboxError
@@ -121,6 +115,28 @@ def _sandbox():  # type: ignore[no-untyped-def]
         yield sandbox
     finally:
         sandbox.stop()
+
+
+def write_reports(
+    run: RunResult,
+    *,
+    json_path: Path | None = None,
+    html_path: Path | None = None,
+    junit_path: Path | None = None,
+) -> None:
+    """Write the requested views of a run (each renderer imported only when asked for)."""
+    if json_path:
+        from smtpscript.results import write_json
+
+        write_json(run, json_path)
+    if html_path:
+        from smtpscript.report import write_html
+
+        write_html(run, html_path)
+    if junit_path:
+        from smtpscript.report import write_junit
+
+        write_junit(run, junit_path)
 
 
 def load_results(paths: Sequence[Path]) -> RunResult:

@@ -115,36 +115,16 @@ def _count(n: int, noun: str) -> str:
 @app.command("list")
 def list_(paths: PathsArg = None) -> None:
     """List scenarios: title, severity, tags and file."""
-    from smtpscript.loading import load_paths
+    from smtpscript.console import scenario_table
+    from smtpscript.loading import EVERY_NAME, load_paths
 
-    result = load_paths(_paths(paths), extra_names=_ALL_NAMES)
-    rows = [
-        (s.severity, s.title, ",".join(s.tags), f"{s.file}:{s.pos.line}") for s in result.scenarios
-    ]
-    widths = [max([len(r[i]) for r in rows] + [len(h)]) for i, h in enumerate(_LIST_HEADERS)]
-    if rows:
-        typer.echo(
-            "  ".join(h.ljust(w) for h, w in zip(_LIST_HEADERS, widths, strict=True)).rstrip()
-        )
-    for row in rows:
-        typer.echo("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+    result = load_paths(_paths(paths), extra_names=EVERY_NAME)  # listing is not validating
+    for line in scenario_table(result.scenarios):
+        typer.echo(line)
     for problem in result.problems:
         _err(str(problem))
     if result.problems:
         raise typer.Exit(ExitStatus.USAGE)
-
-
-_LIST_HEADERS = ("SEVERITY", "TITLE", "TAGS", "FILE")
-
-
-class _AnyName(frozenset):
-    """For `list`: every variable counts as defined (listing is not validating)."""
-
-    def __contains__(self, item: object) -> bool:
-        return True
-
-
-_ALL_NAMES = _AnyName()
 
 
 TargetOpt = Annotated[
@@ -187,7 +167,7 @@ def run(
     ] = False,
 ) -> None:
     """Run scenarios against targets; print a line per scenario (the conversation with -v)."""
-    from smtpscript.api import run_paths
+    from smtpscript.api import run_paths, write_reports
 
     outcome = run_paths(
         _paths(paths),
@@ -202,28 +182,8 @@ def run(
         for problem in outcome.problems:
             _err(str(problem))
         raise typer.Exit(ExitStatus.USAGE)
-    _write_outputs(outcome.run, json_out, html_out, junit_out)
+    write_reports(outcome.run, json_path=json_out, html_path=html_out, junit_path=junit_out)
     raise typer.Exit(ExitStatus.FAILED if outcome.failed(fail_on.value) else ExitStatus.OK)
-
-
-def _write_outputs(
-    run_result,
-    json_out: Path | None,
-    html_out: Path | None,  # type: ignore[no-untyped-def]
-    junit_out: Path | None,
-) -> None:
-    if json_out:
-        from smtpscript.results import write_json
-
-        write_json(run_result, json_out)
-    if html_out:
-        from smtpscript.report import write_html
-
-        write_html(run_result, html_out)
-    if junit_out:
-        from smtpscript.report import write_junit
-
-        write_junit(run_result, junit_out)
 
 
 @app.command()
@@ -234,11 +194,12 @@ def report(
     json_out: Annotated[Path | None, typer.Option("--json", help="Write merged JSON.")] = None,
 ) -> None:
     """Render reports again from saved JSON results (several files merge into one)."""
-    from smtpscript.api import load_results
+    from smtpscript.api import load_results, write_reports
 
     if not (html_out or junit_out or json_out):
         raise typer.BadParameter("give at least one of --html, --junit, --json")
-    _write_outputs(load_results(results), json_out, html_out, junit_out)
+    merged = load_results(results)
+    write_reports(merged, json_path=json_out, html_path=html_out, junit_path=junit_out)
 
 
 @app.command()

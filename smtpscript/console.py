@@ -8,6 +8,7 @@ from __future__ import annotations
 import sys
 from typing import TextIO
 
+from smtpscript.model import Scenario
 from smtpscript.results import RunResult, ScenarioResult
 
 _LABELS = {"passed": "PASS", "failed": "FAIL", "error": "ERROR", "skipped": "SKIP"}
@@ -58,3 +59,19 @@ class ConsoleView:
     def _line(self, text: str) -> None:
         self.out.write(text + "\n")
         self.out.flush()
+
+
+_TABLE_HEADERS = ("SEVERITY", "TITLE", "TAGS", "FILE")
+
+
+def scenario_table(scenarios: list[Scenario]) -> list[str]:
+    """`smtpscript list`: aligned columns, a header line when there is anything to list."""
+    rows = [(s.severity, s.title, ",".join(s.tags), f"{s.file}:{s.pos.line}") for s in scenarios]
+    if not rows:
+        return []
+    columns = zip(_TABLE_HEADERS, *rows, strict=True)
+    widths = [max(len(cell) for cell in column) for column in columns]
+    return [
+        "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
+        for row in (_TABLE_HEADERS, *rows)
+    ]

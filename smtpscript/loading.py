@@ -77,6 +77,14 @@ def display_name(path: Path, resolved: Path | None = None, cwd: Path | None = No
         return str(path)
 
 
+class _EveryName(frozenset):
+    """As ``extra_names``: every variable counts as defined (for listing, not validating)."""
+
+    def __contains__(self, item: object) -> bool:
+        return True
+
+
+EVERY_NAME: frozenset[str] = _EveryName()
 PARALLEL_FROM = 200  # files; below this, starting worker processes costs more than it saves
 _VALID = 1  # stands for a valid scenario when only counting (validate)
 
