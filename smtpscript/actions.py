@@ -62,7 +62,7 @@ async def greet(run: ScenarioRun, step: m.Step, action: m.Greet, record: _Record
     await run.send_line(record, line)
     reply = await run.read(step, record)
     if isinstance(reply, Reply) and action.verb != "HELO" and reply.code == 250:
-        run.scope.maps[-1]["caps"] = protocol.parse_ehlo(reply)
+        run.builtins["caps"] = protocol.parse_ehlo(reply)
     run.judge(step, reply, record=record)
 
 
@@ -81,7 +81,7 @@ async def starttls(run: ScenarioRun, step: m.Step, action: m.StartTls, record: _
     finally:
         _note_injection(run, step)
     record.result.tls = run.session.tls
-    run.scope.maps[-1]["caps"] = {}  # RFC 3207: forget what was learnt before TLS
+    run.builtins["caps"] = {}  # RFC 3207: forget what was learnt before TLS
     _judge_tls(step, run)
 
 

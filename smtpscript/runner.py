@@ -65,15 +65,21 @@ class ScenarioRun:
         self.options = options
         self.tracker = SecretTracker()
         self.session: Session | None = None
-        self.clock = Session().started  # transcript times are relative to this
+        self.clock = time.monotonic()  # transcript times are relative to this
         self.events: list[Any] = []
         self.violations: list[str] = []
         self.steps: list[StepResult] = []
         self.base_endpoint = scenario.target.overlay(target.endpoint)
         env = EnvView(self.tracker, (*options.public_env, *scenario.public_env), options.environ)
-        self.scope: ChainMap[str, Any] = ChainMap(
-            {}, {"caps": {}, "env": env, "reply": None, "target": self._target_info()}
-        )
+        # names templates see: included fragments' `with` layers go in front of these two
+        self.variables: dict[str, Any] = {}  # vars and captures
+        self.builtins: dict[str, Any] = {
+            "caps": {},
+            "env": env,
+            "reply": None,
+            "target": self._target_info(),
+        }
+        self.scope: ChainMap[str, Any] = ChainMap(self.variables, self.builtins)
 
     # --- the scenario --------------------------------------------------------------
 
@@ -129,7 +135,7 @@ class ScenarioRun:
             self.target.vars,
             self.options.overrides,
         ]
-        values = self.scope.maps[0]
+        values = self.variables
         for layer in layers:
             for name, value in layer.items():
                 values[name] = self.render(value) if isinstance(value, str) else value
@@ -296,10 +302,10 @@ class ScenarioRun:
     async def read(self, step: m.Step, record: _Record) -> Reply | Closed:
         assert self.session is not None
         t0 = time.monotonic()
-        if not self.session.is_open and self.session is not None and self._closed_already():
-            reply: Reply | Closed = Closed()
+        if self.session.is_open:
+            reply: Reply | Closed = await self.session.read_reply(self.timeout(step))
         else:
-            reply = await self.session.read_reply(self.timeout(step))
+            reply = Closed()
         elapsed = round((time.monotonic() - t0) * 1000, 3)
         record.result.replies.append(_reply_record(reply, elapsed))
         if isinstance(reply, Reply):
@@ -307,16 +313,13 @@ class ScenarioRun:
                 self.violations.append(
                     f"{step.path}: reply {reply.code} ended lines with bare LF instead of CRLF"
                 )
-            self.scope.maps[-1]["reply"] = {
+            self.builtins["reply"] = {
                 "code": reply.code,
                 "status": reply.status,
                 "text": reply.text,
                 "lines": list(reply.lines),
             }
         return reply
-
-    def _closed_already(self) -> bool:
-        return self.session is not None and not self.session.is_open
 
     def judge(
         self,
@@ -332,7 +335,7 @@ class ScenarioRun:
             values, problem = expectations.capture(step.capture, reply.text)
             if problem:
                 raise StepFailed(f"{problem}, got {expectations.got(reply)}")
-            self.scope.maps[-2].update(values)  # captures outlive includes: vars layer
+            self.variables.update(values)  # captures outlive the include they were made in
             if record:
                 record.result.captures.update(values)
 
@@ -358,7 +361,7 @@ class ScenarioRun:
             server_name=endpoint.tls_options.server_name,
             source_address=endpoint.source_address,
         )
-        self.scope.maps[-1]["caps"] = {}
+        self.builtins["caps"] = {}
 
     async def _quit_and_close(self, quit_first: bool = True) -> None:
         session, self.session = self.session, None
@@ -388,11 +391,10 @@ class ScenarioRun:
         return evaluate(expression, self.scope)
 
     def _target_info(self) -> dict[str, Any]:
-        endpoint = self.scenario.target.overlay(self.target.endpoint)
         return {
             "name": self.target.name,
-            "host": endpoint.host,
-            "port": endpoint.port or m.DEFAULT_PORT,
+            "host": self.base_endpoint.host,
+            "port": self.base_endpoint.port or m.DEFAULT_PORT,
         }
 
     def _target_result(self) -> TargetInfo:

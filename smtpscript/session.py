@@ -71,8 +71,6 @@ class Session:
     started: float = field(default_factory=time.monotonic)
     events: list[RawEvent] = field(default_factory=list)
     tls: TlsFacts | None = None
-    host: str = ""
-    port: int = 0
     _reader: asyncio.StreamReader | None = None
     _writer: asyncio.StreamWriter | None = None
     _parser: ReplyParser = field(default_factory=ReplyParser)
@@ -99,7 +97,6 @@ class Session:
         server_name: str | None = None,
         source_address: str | None = None,
     ) -> None:
-        self.host, self.port = host, port
         local = (source_address, 0) if source_address else None
         try:
             self._reader, self._writer = await asyncio.wait_for(
@@ -213,7 +210,7 @@ class Session:
 
     async def read_reply(self, timeout: float) -> Reply | Closed:
         """One complete reply, or Closed; ReplyTimeout / RemoteProtocolError otherwise."""
-        reply = self._next_parsed()  # pipelined replies may be here already: no timer needed
+        reply = self._parser.next_reply()  # pipelined replies may be here already: no timer needed
         if reply is not None:
             return reply
         try:
@@ -227,7 +224,7 @@ class Session:
     async def _read_until_reply(self) -> Reply | Closed:
         assert self._reader is not None
         while True:
-            reply = self._next_parsed()
+            reply = self._parser.next_reply()
             if reply is not None:
                 return reply
             if self._eof:
@@ -240,9 +237,6 @@ class Session:
                 return self._closed(reset=False)
             self.events.append(RawEvent(self.now(), "S", data))
             self._parser.feed(data)
-
-    def _next_parsed(self) -> Reply | None:
-        return self._parser.next_reply()
 
     def _closed(self, *, reset: bool) -> Closed:
         partial = self._received_tail(self._parser.buffered)
