@@ -18,7 +18,6 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-WILDCARDS = frozenset("xyzXYZ")
 _CODE_RE = re.compile(r"^[2-5][0-9xyzXYZ][0-9xyzXYZ]$")
 _STATUS_RE = re.compile(r"^[245x]\.(?:\d{1,3}|x)\.(?:\d{1,3}|x)$", re.IGNORECASE)
 

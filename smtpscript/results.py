@@ -192,10 +192,6 @@ def from_dict(data: dict[str, Any]) -> RunResult:
     return _build(RunResult, data)
 
 
-def read_json(path: Path) -> RunResult:
-    return from_dict(json.loads(path.read_text(encoding="utf-8")))
-
-
 def merge(runs: list[RunResult]) -> RunResult:
     """Combine runs done in separate jobs into one (for ``smtpscript report``)."""
     if len(runs) == 1:

@@ -58,14 +58,6 @@ def syntax_error(source: str) -> tuple[int, str] | None:
     return None
 
 
-def expression_error(source: str) -> str | None:
-    try:
-        environment().compile_expression(source)
-    except jinja2.TemplateSyntaxError as exc:
-        return f"expression error: {exc.message}"
-    return None
-
-
 def names_used(source: str, *, expression: bool = False) -> set[str]:
     """Top-level names a template (or expression) reads; empty if it does not parse."""
     text = "{{ " + source + " }}" if expression else source
