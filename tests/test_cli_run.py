@@ -182,3 +182,10 @@ def test_ctrl_c_stops_the_run_with_130_and_one_line(tmp_path):
     assert proc.returncode == 130, out + err
     assert err == "smtpscript: interrupted\n"
     assert time.monotonic() - started < 10
+
+
+def test_fail_on_choices_are_the_model_severities():
+    from smtpscript.cli import Severity
+    from smtpscript.model import SEVERITIES
+
+    assert tuple(Severity) == SEVERITIES
