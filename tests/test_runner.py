@@ -10,7 +10,6 @@ import json
 import re
 import textwrap
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,24 +19,15 @@ from smtpscript.loading import load_paths
 from smtpscript.model import Target
 from smtpscript.results import ScenarioResult, StepResult
 from smtpscript.runner import RunOptions, run
-from smtpscript.sandbox import Sandbox, SandboxConfig, StoredMessage
-from smtpscript.targets import sandbox_target
+from smtpscript.sandbox import Sandbox, StoredMessage
 
 HEAD = "smtpscript: 1\ntitle: {title}\n"
 
 
-@pytest.fixture(scope="module")
-def sandbox() -> Iterator[Sandbox]:
-    server = Sandbox(SandboxConfig(port=0, tls_port=0)).start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-@pytest.fixture(scope="module")
-def target(sandbox: Sandbox) -> Target:
-    return sandbox_target(sandbox.host, sandbox.port, sandbox.tls_port, str(sandbox.cert_path))
+@pytest.fixture
+def target(sandbox_target: Target) -> Target:
+    """The shared sandbox (conftest) as a target, its CA trusted."""
+    return sandbox_target
 
 
 def write(tmp_path: Path, body: str, title: str = "runner test", name: str = "s.yaml") -> Path:

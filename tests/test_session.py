@@ -6,26 +6,15 @@ import asyncio
 import socket
 import ssl
 import time
-from collections.abc import Iterator
 
 import pytest
 from hostile import Conn, Hostile
 
 from smtpscript.errors import RemoteProtocolError
 from smtpscript.protocol import Reply
-from smtpscript.sandbox import Sandbox, SandboxConfig
 from smtpscript.session import Closed, ConnectError, ReplyTimeout, SendTimeout, Session
 
 TIMEOUT = 5.0
-
-
-@pytest.fixture(scope="module")
-def sandbox() -> Iterator[Sandbox]:
-    server = Sandbox(SandboxConfig(port=0, tls_port=0)).start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 def free_port() -> int:
