@@ -6,11 +6,18 @@ such as !!binary or !!timestamp that give non-JSON values). We compose the
 node graph with the safe loader (libyaml's when available) and build the data
 ourselves, so that duplicate keys are errors, alias expansion is measured and
 refused before it happens, only plain data tags are accepted, and every value
-and key keeps its line and column.
+and key keeps its line and column. Values JSON has no room for (NaN, infinity,
+lone surrogates from "\\ud800" escapes) are refused here, so nothing
+downstream ever sees them; and a file is read only if it is a regular file,
+never beyond MAX_FILE_BYTES (a FIFO would hang, /dev/zero never ends).
 """
 
 from __future__ import annotations
 
+import math
+import os
+import re
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,6 +34,7 @@ MAX_FILE_BYTES = 4 * 1024 * 1024
 _MERGE_TAG = "tag:yaml.org,2002:merge"
 _PLAIN_TAG = "tag:smtpscript,2025:plain"  # a plain scalar whose type is resolved on demand
 _RESOLVER = yaml.resolver.Resolver()
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def _make_fast_loader() -> type | None:
@@ -109,17 +117,76 @@ def read_document(path: Path, display: str | None = None) -> Document:
     """Load one YAML file or raise ScenarioError with a positioned problem."""
     name = display or str(path)
     try:
-        raw = path.read_bytes()
+        raw = read_bounded(path, MAX_FILE_BYTES)
+    except _TooLarge:
+        raise _too_large(name) from None
+    except _NotRegular as exc:
+        raise _fail(name, 1, 1, f"not a regular file ({exc})") from None
     except OSError as exc:
-        raise ScenarioError(
-            [Problem(name, 1, 1, "", f"cannot read file: {exc.strerror}")]
-        ) from None
+        raise _fail(name, 1, 1, f"cannot read file: {exc.strerror or exc}") from None
     return parse_document(raw, name)
+
+
+class _NotRegular(Exception):
+    """The path is a FIFO, device, socket or directory; the message says which."""
+
+
+class _TooLarge(Exception):
+    pass
+
+
+def file_kind(mode: int) -> str:
+    """What a non-regular file is, for messages: 'a FIFO', 'a character device', ..."""
+    kinds = (
+        (stat.S_ISDIR, "a directory"),
+        (stat.S_ISFIFO, "a FIFO"),
+        (stat.S_ISSOCK, "a socket"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+    )
+    return next((word for test, word in kinds if test(mode)), "not a plain file")
+
+
+def read_bounded(path: Path, limit: int) -> bytes:
+    """A regular file's bytes, at most ``limit`` of them (else _TooLarge).
+
+    Stat before opening, so a FIFO or device is never opened (opening a FIFO waits
+    for a writer; some devices act on open). O_NONBLOCK and fstat guard the race of
+    the path being swapped in between; reads stop at limit + 1 bytes whatever
+    st_size said (a file may grow, /proc files report 0).
+    """
+    mode = os.stat(path).st_mode
+    if not stat.S_ISREG(mode):
+        raise _NotRegular(file_kind(mode))
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+    fd = os.open(path, flags)
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise _NotRegular(file_kind(info.st_mode))
+        if info.st_size > limit:
+            raise _TooLarge
+        chunks, size = [], 0
+        while size <= limit:
+            chunk = os.read(fd, min(limit + 1 - size, 1 << 20) or 1)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+    finally:
+        os.close(fd)
+    if size > limit:
+        raise _TooLarge
+    return b"".join(chunks)
+
+
+def _too_large(name: str) -> ScenarioError:
+    return _fail(name, 1, 1, f"file is larger than {MAX_FILE_BYTES // 1024 // 1024} MiB")
 
 
 def parse_document(raw: bytes, name: str) -> Document:
     if len(raw) > MAX_FILE_BYTES:
-        raise _fail(name, 1, 1, f"file is larger than {MAX_FILE_BYTES // 1024 // 1024} MiB")
+        raise _too_large(name)
     text = _decode(raw, name)
     node = _compose(text, name)
     if node is None:
@@ -129,7 +196,10 @@ def parse_document(raw: bytes, name: str) -> Document:
     if "*" in text:  # only aliases can make a document bigger than its text
         _check_expansion(node, name)
     doc = Document(name, None)
-    doc.data = _Builder(doc, text).build(node, ())
+    builder = _Builder(doc, text)
+    doc.data = builder.build(node, ())
+    if builder.refused:  # values no later phase may see: refuse the file with all of them
+        raise ScenarioError(builder.refused + doc.problems)
     return doc
 
 
@@ -293,6 +363,7 @@ class _Builder:
         self.doc = doc
         self.text = text
         self.lines: list[str] | None = None
+        self.refused: list[Problem] = []  # NaN, infinity, surrogates: all reported at once
         self.constructor = yaml.SafeLoader("")  # only its scalar constructors are used
         self.scalar_constructors = {
             "tag:yaml.org,2002:int": self.constructor.construct_yaml_int,
@@ -314,7 +385,19 @@ class _Builder:
             return [self.build(item, (*path, i)) for i, item in enumerate(node.value)]
         if node.style == "|" and "\n" in node.value:
             self._record_block(node, path)
-        return self._scalar(node)
+        if node.style == '"' and _SURROGATE.search(node.value):  # only escapes make them
+            return self._refuse(node, path, _surrogate_message(node.value))
+        value = self._scalar(node)
+        if isinstance(value, float) and not math.isfinite(value):
+            # JSON has no NaN or infinity, yet JSON Schema lets NaN through minimum: 0
+            message = f"{node.value!r} is not a finite number (NaN and infinity are not allowed)"
+            return self._refuse(node, path, message)
+        return value
+
+    def _refuse(self, node: yaml.Node, path: JsonPath, message: str) -> None:
+        """Note a value (or key) no later phase may see; it reads as null meanwhile."""
+        line, column = node.start_mark.line + 1, node.start_mark.column + 1
+        self.refused.append(Problem(self.doc.file, line, column, format_path(path), message))
 
     def _bad_tag(self, node: yaml.Node) -> None:
         tag = node.tag.replace("tag:yaml.org,2002:", "!!")
@@ -365,6 +448,9 @@ class _Builder:
                 continue
             if tag not in _KNOWN_TAGS or not isinstance(key, str):
                 key = self._key(key_node)
+            if key_node.style == '"' and _SURROGATE.search(key):
+                self._refuse(key_node, path, "a key " + _surrogate_message(key))
+                continue
             key_path = (*path, key)
             mark = (key_node.start_mark.line + 1, key_node.start_mark.column + 1)
             if key in out:
@@ -407,3 +493,14 @@ class _Builder:
         raise _fail(
             self.doc.file, line, column, "mapping keys must be plain words, not lists or mappings"
         )
+
+
+def _surrogate_message(text: str) -> str:
+    """Why a string with a surrogate code point is refused; the text itself cannot be
+    printed (it does not encode), so the escape is shown."""
+    found = _SURROGATE.search(text)
+    escape = f"\\u{ord(found.group()):04x}" if found else "\\ud800"
+    return (
+        f"contains {escape}, a UTF-16 surrogate escape, which is not a character: write "
+        "the character itself, or \\UXXXXXXXX for one above U+FFFF"
+    )
