@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import multiprocessing
 import os
+import stat
 import threading
 from collections.abc import Iterable, Iterator, Sequence
 from collections.abc import Set as AbstractSet
@@ -21,7 +22,7 @@ from smtpscript import model as m
 from smtpscript.errors import ConfigError, Problem, ScenarioError
 from smtpscript.patterns import parse_code_pattern, parse_status_pattern
 from smtpscript.validation import validate
-from smtpscript.yamlsource import Document, JsonPath, format_path, read_document
+from smtpscript.yamlsource import Document, JsonPath, file_kind, format_path, read_document
 
 SCENARIO_SUFFIXES = (".yaml", ".yml")
 LIBRARY_CONFIG = "smtpscript.yaml"
@@ -35,32 +36,64 @@ class LoadResult:
     problems: list[Problem] = field(default_factory=list)
     files: int = 0
     valid: int = 0  # valid scenarios (also counted when the models are not kept)
+    warnings: list[str] = field(default_factory=list)  # files skipped while walking folders
 
     @property
     def ok(self) -> bool:
         return not self.problems
 
 
-def discover(paths: Sequence[str | Path]) -> list[Path]:
-    """Scenario files named or found (recursively) under the given paths, in a stable order."""
+def discover(paths: Sequence[str | Path], warnings: list[str] | None = None) -> list[Path]:
+    """Scenario files named or found (recursively) under the given paths, in a stable order.
+
+    A path named here must be a regular file or a folder (ConfigError otherwise). In
+    folders, FIFOs, devices, sockets and broken links are skipped with a line added
+    to ``warnings``: reading a FIFO would hang, a device may never end.
+    """
     found: list[Path] = []
     for raw in paths:
         path = Path(raw)
-        if path.is_dir():
-            found += sorted(_walk(path))
-        elif path.is_file():
+        mode, why = _stat(path)
+        if mode is not None and stat.S_ISDIR(mode):
+            found += sorted(_walk(path, warnings if warnings is not None else []))
+        elif mode is not None and stat.S_ISREG(mode):
             found.append(path)
+        elif mode is not None:
+            raise ConfigError(f"{raw}: not a regular file or directory ({file_kind(mode)})")
         else:
-            raise ConfigError(f"{raw}: no such file or directory")
+            raise ConfigError(f"{raw}: {why}")
     return list(dict.fromkeys(found))
 
 
-def _walk(root: Path) -> Iterable[Path]:
-    for folder, dirs, files in os.walk(root):
+def _walk(root: Path, warnings: list[str]) -> Iterable[Path]:
+    """Scenario files under ``root``; os.walk does not follow links to folders, so a
+    link loop cannot make it go round for ever."""
+
+    def unreadable(exc: OSError) -> None:
+        warnings.append(f"{exc.filename}: skipped: cannot read folder: {exc.strerror}")
+
+    for folder, dirs, files in os.walk(root, onerror=unreadable):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        for name in files:
+        for name in sorted(files):
             if name.endswith(SCENARIO_SUFFIXES) and name != LIBRARY_CONFIG:
-                yield Path(folder) / name
+                path = Path(folder) / name
+                mode, why = _stat(path)
+                if mode is not None and stat.S_ISREG(mode):
+                    yield path
+                elif mode is not None:
+                    warnings.append(f"{path}: skipped: not a regular file ({file_kind(mode)})")
+                else:
+                    warnings.append(f"{path}: skipped: {why}")
+
+
+def _stat(path: Path) -> tuple[int | None, str]:
+    """The file mode (links followed), else why there is none."""
+    try:
+        return os.stat(path).st_mode, ""
+    except FileNotFoundError:
+        return None, "broken symbolic link" if path.is_symlink() else "no such file or directory"
+    except OSError as exc:  # a link loop, no permission, a name too long
+        return None, f"cannot read: {exc.strerror or exc}"
 
 
 def _absolute(path: Path) -> Path:
@@ -98,8 +131,9 @@ def load_paths(
     a large library is then checked by one process per core, each taking an
     interleaved share of the files (shipping models back costs more than it saves).
     """
-    files = discover(paths)
-    result = LoadResult(files=len(files))
+    warnings: list[str] = []
+    files = discover(paths, warnings)
+    result = LoadResult(files=len(files), warnings=warnings)
     problems: set[Problem] = set()  # a fragment's problems count once, however often included
     for outcome in _load_all(files, extra_names, keep_models):
         if isinstance(outcome, m.Scenario):
