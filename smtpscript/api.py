@@ -140,31 +140,106 @@ def write_reports(
 
 
 def load_results(paths: Sequence[Path]) -> RunResult:
-    """Saved JSON results, validated against the results schema, merged into one run."""
-    import json
+    """Saved JSON results, validated against the results schema, merged into one run.
 
+    Any file that is not plain smtpscript results (not a regular file, too large, not
+    UTF-8, not JSON, NaN, huge numbers, deep nesting, lone surrogates) is a ConfigError
+    naming it: these files may come from elsewhere (a CI artefact, a shard).
+    """
     from smtpscript.results import RESULTS_FORMAT, from_dict, merge
     from smtpscript.schemafile import validator
 
     runs = []
     for path in paths:
-        try:
-            data = json.loads(Path(path).read_text(encoding="utf-8"))
-        except json.JSONDecodeError as exc:
-            raise ConfigError(f"{path}:{exc.lineno}:{exc.colno}: not JSON: {exc.msg}") from None
-        if isinstance(data, dict) and data.get("format") not in (None, RESULTS_FORMAT):
+        data = _results_json(Path(path))
+        if not isinstance(data, dict):
+            kind = {list: "a list", str: "a string"}.get(type(data), "a single value")
             raise ConfigError(
-                f"{path}: unsupported results format {data['format']!r} (this "
+                f"{path}: not smtpscript results: the top level is {kind}, not an object"
+            )
+        if data.get("format") not in (None, RESULTS_FORMAT):
+            raise ConfigError(
+                f"{path}: unsupported results format {_short(repr(data['format']))} (this "
                 f"smtpscript reads format {RESULTS_FORMAT})"
             )
-        error = next(iter(validator("results").iter_errors(data)), None)
+        try:
+            error = next(iter(validator("results").iter_errors(data)), None)
+        except RecursionError:
+            raise ConfigError(f"{path}: not smtpscript results: nested too deeply") from None
         if error is not None:
             where = ".".join(str(p) for p in error.absolute_path) or "(top level)"
-            raise ConfigError(f"{path}: {where}: not smtpscript results: {error.message}")
+            message = _short(error.message, 300)
+            raise ConfigError(f"{path}: {where}: not smtpscript results: {message}")
         runs.append(from_dict(data))
     if not runs:
         raise ConfigError("no results files given")
     return merge(runs)
+
+
+MAX_RESULTS_BYTES = 512 * 1024 * 1024  # far beyond any real run; bounds memory on a bad file
+MAX_NUMBER_DIGITS = 100  # results hold counts, ports and milliseconds
+
+
+class _NotPlainJson(ValueError):
+    """A JSON value smtpscript never writes (NaN, infinity, an endless number)."""
+
+
+def _results_json(path: Path) -> Any:
+    """The parsed JSON of a results file, or ConfigError with one line naming it."""
+    import json
+
+    from smtpscript.yamlsource import FileTooLarge, NotRegularFile, read_bounded
+
+    try:
+        raw = read_bounded(path, MAX_RESULTS_BYTES)
+        text = raw.decode("utf-8")
+        data = json.loads(
+            text, parse_constant=_refuse_constant, parse_int=_int, parse_float=_finite_float
+        )
+        # lone surrogates ("\ud800") parse, but no report could encode them
+        json.dumps(data, ensure_ascii=False).encode("utf-8")
+    except FileTooLarge:
+        limit = MAX_RESULTS_BYTES // 1024 // 1024
+        raise ConfigError(f"{path}: larger than {limit} MiB: not a results file") from None
+    except NotRegularFile as exc:
+        raise ConfigError(f"{path}: not a regular file ({exc})") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        byte = exc.object[exc.start]
+        where = f"byte 0x{byte:02x} at offset {exc.start}" if isinstance(byte, int) else "text"
+        raise ConfigError(f"{path}: not UTF-8 text ({where})") from None
+    except UnicodeEncodeError:
+        raise ConfigError(f"{path}: a string holds a lone surrogate (\\udXXX escape)") from None
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{path}:{exc.lineno}:{exc.colno}: not JSON: {exc.msg}") from None
+    except _NotPlainJson as exc:
+        raise ConfigError(f"{path}: not JSON smtpscript writes: {exc}") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: not smtpscript results: nested too deeply") from None
+    return data
+
+
+def _refuse_constant(name: str) -> Any:
+    raise _NotPlainJson(f"{name} is not a JSON number")
+
+
+def _int(text: str) -> int:
+    if len(text.lstrip("-")) > MAX_NUMBER_DIGITS:
+        raise _NotPlainJson(f"a number with more than {MAX_NUMBER_DIGITS} digits")
+    return int(text)
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if value in (float("inf"), float("-inf")):  # 1e999 overflows to infinity
+        raise _NotPlainJson(f"{_short(text)} is too large a number")
+    return value
+
+
+def _short(text: str, limit: int = 60) -> str:
+    """Text from a file, cut so that one error line stays one short line."""
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def serve_sandbox(echo: Callable[[str], None], **settings: Any) -> None:

@@ -118,21 +118,21 @@ def read_document(path: Path, display: str | None = None) -> Document:
     name = display or str(path)
     try:
         raw = read_bounded(path, MAX_FILE_BYTES)
-    except _TooLarge:
+    except FileTooLarge:
         raise _too_large(name) from None
-    except _NotRegular as exc:
+    except NotRegularFile as exc:
         raise _fail(name, 1, 1, f"not a regular file ({exc})") from None
     except OSError as exc:
         raise _fail(name, 1, 1, f"cannot read file: {exc.strerror or exc}") from None
     return parse_document(raw, name)
 
 
-class _NotRegular(Exception):
+class NotRegularFile(Exception):
     """The path is a FIFO, device, socket or directory; the message says which."""
 
 
-class _TooLarge(Exception):
-    pass
+class FileTooLarge(Exception):
+    """The file holds more bytes than the caller's limit."""
 
 
 def file_kind(mode: int) -> str:
@@ -148,7 +148,7 @@ def file_kind(mode: int) -> str:
 
 
 def read_bounded(path: Path, limit: int) -> bytes:
-    """A regular file's bytes, at most ``limit`` of them (else _TooLarge).
+    """A regular file's bytes, at most ``limit`` of them (else FileTooLarge).
 
     Stat before opening, so a FIFO or device is never opened (opening a FIFO waits
     for a writer; some devices act on open). O_NONBLOCK and fstat guard the race of
@@ -157,15 +157,15 @@ def read_bounded(path: Path, limit: int) -> bytes:
     """
     mode = os.stat(path).st_mode
     if not stat.S_ISREG(mode):
-        raise _NotRegular(file_kind(mode))
+        raise NotRegularFile(file_kind(mode))
     flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
     fd = os.open(path, flags)
     try:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
-            raise _NotRegular(file_kind(info.st_mode))
+            raise NotRegularFile(file_kind(info.st_mode))
         if info.st_size > limit:
-            raise _TooLarge
+            raise FileTooLarge
         chunks, size = [], 0
         while size <= limit:
             chunk = os.read(fd, min(limit + 1 - size, 1 << 20) or 1)
@@ -176,7 +176,7 @@ def read_bounded(path: Path, limit: int) -> bytes:
     finally:
         os.close(fd)
     if size > limit:
-        raise _TooLarge
+        raise FileTooLarge
     return b"".join(chunks)
 
 
