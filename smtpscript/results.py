@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -109,6 +110,7 @@ class ScenarioResult:
     steps: list[StepResult] = field(default_factory=list)
     transcript: list[TranscriptEntry] = field(default_factory=list)
     protocol_violations: list[str] = field(default_factory=list)
+    internal_error: bool = False  # the run hit a bug in smtpscript (the CLI exits 3)
 
     @property
     def is_finding(self) -> bool:
@@ -124,6 +126,9 @@ class RunResult:
     duration_ms: float = 0.0
     targets: list[TargetInfo] = field(default_factory=list)
     scenarios: list[ScenarioResult] = field(default_factory=list)
+    # Why scenario runs are missing, e.g. "interrupted by SIGTERM: 3 of 10 scenario runs
+    # finished"; None when the run went to the end.
+    incomplete: str | None = None
 
     def counts(self) -> dict[str, int]:
         out = dict.fromkeys(VERDICTS, 0)
@@ -150,11 +155,26 @@ def to_dict(run: RunResult) -> dict[str, Any]:
 
 
 def to_json(run: RunResult) -> str:
-    return json.dumps(to_dict(run), indent=2, ensure_ascii=False)
+    text = json.dumps(to_dict(run), indent=2, ensure_ascii=False)
+    # json.dumps leaves lone surrogates raw inside strings, where UTF-8 cannot hold them:
+    # write them as the text \udcXX (a JSON-escaped backslash), as every view shows them.
+    return _SURROGATE.sub(lambda m: f"\\\\u{ord(m.group()):04x}", text)
 
 
 def write_json(run: RunResult, path: Path) -> None:
     path.write_text(to_json(run) + "\n", encoding="utf-8")
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def escape_surrogates(text: str) -> str:
+    """Lone surrogates as the text ``\\udcXX``; the same in console, JSON, HTML and JUnit.
+
+    They come from undecodable bytes in file names (surrogateescape). No UTF-8 writer
+    can encode them; as text they stay visible evidence of the byte that was there.
+    """
+    return _SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
 
 
 def _build(cls: type, data: dict[str, Any]) -> Any:
@@ -207,4 +227,5 @@ def merge(runs: list[RunResult]) -> RunResult:
         duration_ms=sum(r.duration_ms for r in runs),
         targets=list(targets.values()),
         scenarios=[s for r in runs for s in r.scenarios],
+        incomplete="; ".join(r.incomplete for r in runs if r.incomplete) or None,
     )

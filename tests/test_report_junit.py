@@ -225,4 +225,5 @@ def test_seconds(ms: float, text: str) -> None:
 def test_clean_keeps_what_xml_allows() -> None:
     keep = "tab\tlf\ncr\r é 😀 \ud7ff\ue000"
     assert clean(keep) == keep
-    assert clean("a\x00b\x1bc\ud800d\uffff\x9b") == "a\ufffdb\ufffdc\ufffdd\ufffd\ufffd"
+    assert clean("a\x00b\x1bcd\uffff\x9b") == "a\ufffdb\ufffdcd\ufffd\ufffd"
+    assert clean("caf\udce9 \ud800") == "caf\\udce9 \\ud800"  # as every view shows them

@@ -29,6 +29,7 @@ from smtpscript.results import (
     TargetInfo,
     TlsFacts,
     TranscriptEntry,
+    escape_surrogates,
 )
 
 if TYPE_CHECKING:
@@ -119,7 +120,8 @@ def render(run: RunResult) -> str:
     )
     # The engine already escapes control bytes; this keeps a stray one visible
     # instead of letting it reach the browser (or a terminal that cats the file).
-    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", html)
+    # Lone surrogates (undecodable file-name bytes) cannot be UTF-8: shown as \udcXX.
+    return escape_surrogates(_CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", html))
 
 
 @functools.lru_cache(maxsize=1)

@@ -6,6 +6,9 @@ parser also reads): ``<testsuites>`` holds only name/tests/failures/errors/time;
 and name, so classname is the target and names are made unique per target.
 Text from servers may hold characters XML 1.0 cannot carry at all (even as
 character references); they become U+FFFD so the file is always well-formed.
+Lone surrogates (undecodable file-name bytes) become the text ``\\udcXX``, as in
+every other view. An incomplete run (Ctrl-C, SIGTERM) says so in an ``incomplete``
+property of every suite.
 """
 
 from __future__ import annotations
@@ -14,7 +17,13 @@ import re
 import xml.etree.ElementTree as ET
 from collections import Counter
 
-from smtpscript.results import RunResult, ScenarioResult, StepResult, TargetInfo
+from smtpscript.results import (
+    RunResult,
+    ScenarioResult,
+    StepResult,
+    TargetInfo,
+    escape_surrogates,
+)
 
 # Outside XML 1.0's Char production, plus DEL and C1 controls (allowed but
 # discouraged, and rejected by some consumers).
@@ -22,8 +31,11 @@ _ILLEGAL_XML = re.compile("[^\t\n\r\x20-\x7e\xa0-\ud7ff\ue000-\ufffd\U00010000-\
 
 
 def clean(text: str) -> str:
-    """Replace what XML 1.0 forbids (C0 controls, lone surrogates, U+FFFE/FFFF) and DEL/C1."""
-    return _ILLEGAL_XML.sub("\ufffd", text)
+    """Replace what XML 1.0 forbids (C0 controls, U+FFFE/FFFF) and DEL/C1 by U+FFFD.
+
+    Lone surrogates become the text ``\\udcXX`` first (see results.escape_surrogates).
+    """
+    return _ILLEGAL_XML.sub("\ufffd", escape_surrogates(text))
 
 
 def render(run: RunResult) -> str:
@@ -38,7 +50,7 @@ def render(run: RunResult) -> str:
         },
     )
     for target, results in _by_target(run):
-        root.append(testsuite(target, results, run.started_at))
+        root.append(testsuite(target, results, run.started_at, run.incomplete))
     ET.indent(root)
     return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"
 
@@ -52,7 +64,12 @@ def _by_target(run: RunResult) -> list[tuple[TargetInfo, list[ScenarioResult]]]:
     return [g for g in groups.values() if g[1]]
 
 
-def testsuite(target: TargetInfo, results: list[ScenarioResult], timestamp: str) -> ET.Element:
+def testsuite(
+    target: TargetInfo,
+    results: list[ScenarioResult],
+    timestamp: str,
+    incomplete: str | None = None,
+) -> ET.Element:
     counts = Counter(r.verdict for r in results)
     suite = ET.Element(
         "testsuite",
@@ -69,7 +86,8 @@ def testsuite(target: TargetInfo, results: list[ScenarioResult], timestamp: str)
         ),
     )
     props = ET.SubElement(suite, "properties")
-    for name, value in (("host", target.host), ("port", str(target.port))):
+    facts = [("host", target.host), ("port", str(target.port))]
+    for name, value in facts + ([("incomplete", incomplete)] if incomplete else []):
         ET.SubElement(props, "property", _attrs({"name": name, "value": value}))
     for result, name in zip(results, _unique_names(results), strict=True):
         suite.append(testcase(result, name))
