@@ -112,7 +112,7 @@ async def auth(run: ScenarioRun, step: m.Step, action: m.Auth, record: _Record) 
             if mechanism == "PLAIN"
             else protocol.xoauth2(username, secret)
         )
-        run.tracker.add_encoded(payload)
+        run.tracker.add_payload(payload)
         await run.send_line(record, f"AUTH {mechanism} {payload}", f"AUTH {mechanism} {REDACTED}")
         reply = await run.read(step, record)
         if mechanism == "XOAUTH2" and isinstance(reply, Reply) and reply.code == 334:
@@ -128,14 +128,19 @@ async def _auth_challenges(
 ) -> Reply | Closed:
     await run.send_line(record, f"AUTH {mechanism}")
     reply = await run.read(step, record)
-    answers = [protocol.b64(username), protocol.b64(secret)] if mechanism == "LOGIN" else [None]
-    for answer in answers:
+    # LOGIN: the user name (no secret, shown) then the password; CRAM-MD5: one answer
+    answers = [protocol.b64(username), None] if mechanism == "LOGIN" else [None]
+    for n, answer in enumerate(answers):
         if not (isinstance(reply, Reply) and reply.code == 334):
             return reply  # refused early (530, 538, 504): that is the final reply
-        if answer is None:  # CRAM-MD5: HMAC over the server's challenge
-            answer = protocol.cram_md5_response(username, secret, reply.text.strip())
-        run.tracker.add_encoded(answer)
-        await run.send_line(record, answer, REDACTED)
+        if answer is None:
+            answer = (
+                protocol.b64(secret)
+                if mechanism == "LOGIN"
+                else protocol.cram_md5_response(username, secret, reply.text.strip())
+            )
+            run.tracker.add_payload(answer)
+        await run.send_line(record, answer, answer if mechanism == "LOGIN" and n == 0 else REDACTED)
         reply = await run.read(step, record)
     return reply
 

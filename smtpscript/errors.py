@@ -59,3 +59,7 @@ def did_you_mean(word: str, options: Iterable[object]) -> str:
     same = [w for w in words if w.lower() == word.lower() and w != word]
     close = same or difflib.get_close_matches(word, words, n=1, cutoff=0.6)
     return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+class LimitExceeded(SmtpscriptError):
+    """A scenario run went over one of its resource limits (steps, kept bytes)."""

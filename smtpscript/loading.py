@@ -322,7 +322,13 @@ class _Builder:
             secrets=tuple(data.get("secrets", ())),
             public_env=tuple(data.get("public_env", ())),
             when=data.get("when"),
+            marks=self._marks(),
         )
+
+    def _marks(self) -> dict[str, m.SourcePos]:
+        paths: list[JsonPath] = [("when",)]
+        paths += [("vars", name) for name in self.doc.data.get("vars") or {}]
+        return {format_path(path): self.pos(path) for path in paths}
 
     def steps(self, items: list[dict[str, Any]], path: JsonPath) -> tuple[m.Step, ...]:
         return tuple(self.step(item, (*path, i)) for i, item in enumerate(items))

@@ -216,6 +216,10 @@ class Scenario:
     secrets: tuple[str, ...] = ()
     public_env: tuple[str, ...] = ()
     when: str | None = None
+    # where top-level values stand ("when", "vars.NAME"), for errors raised at run time
+    marks: dict[str, SourcePos] = field(default_factory=dict)
+    # variables its templates (and its fragments') read: tells a --var that nothing uses
+    names_used: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)

@@ -79,6 +79,29 @@ def _escape_text(text: str) -> str:
     return _TEXT_ESCAPE_RE.sub(_escape_char, text)
 
 
+def escape_controls(text: str) -> str:
+    """Text made safe for a terminal: what could move the cursor, recolour or hide is escaped.
+
+    C0 controls and DEL become \\xNN (ESC as \\x1b; CR, LF, TAB as \\r, \\n, \\t), C1
+    controls, lone surrogates (undecodable file-name bytes) and other invisible characters
+    \\uNNNN. Printable text, non-ASCII letters and backslashes stay as they are, so text
+    that is already escaped (transcripts) passes unchanged.
+    """
+    return _TEXT_ESCAPE_RE.sub(_escape_control_char, text)
+
+
+def _escape_control_char(match: re.Match[str]) -> str:
+    char = match.group()
+    point = ord(char)
+    if char in "\r\n\t":
+        return _NAMED_ESCAPES[char]
+    if point < 0x80:
+        return f"\\x{point:02x}"
+    if char.isprintable():
+        return char
+    return f"\\u{point:04x}" if point <= 0xFFFF else f"\\U{point:08x}"
+
+
 def _preview(data: bytes) -> str:
     shown = escape_bytes(data[:_PREVIEW_CHARS])
     return f"'{shown}...'" if len(data) > _PREVIEW_CHARS else f"'{shown}'"

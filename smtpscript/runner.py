@@ -19,10 +19,12 @@ from typing import Any
 
 from smtpscript import __version__, actions, expectations, protocol, transcript
 from smtpscript import model as m
-from smtpscript.errors import LocalProtocolError, RemoteProtocolError
+from smtpscript.errors import LimitExceeded, LocalProtocolError, RemoteProtocolError
 from smtpscript.expectations import ANY, DEFAULTS, ConnectionGone, StepError, StepFailed
+from smtpscript.failures import classify
 from smtpscript.patterns import CodePattern
 from smtpscript.protocol import Reply
+from smtpscript.redaction import EnvView, SecretTracker
 from smtpscript.results import (
     ReplyRecord,
     RunResult,
@@ -31,12 +33,24 @@ from smtpscript.results import (
     TargetInfo,
     Verdict,
 )
-from smtpscript.session import Closed, ConnectError, ReplyTimeout, SendTimeout, Session
-from smtpscript.templating import EnvView, SecretTracker, TemplateError, evaluate, render
+from smtpscript.session import (
+    Closed,
+    ConnectError,
+    KeptBudget,
+    ReplyTimeout,
+    SendTimeout,
+    Session,
+)
+from smtpscript.templating import TemplateError, evaluate, render
 from smtpscript.tlsinfo import make_context
 
 MAX_REPEAT = 100_000
 QUIT_TIMEOUT = 2.0
+# What one run may keep, so that nested repeats or a server sending 1 MiB replies
+# without end cannot take gigabytes: step results, and bytes received (transcript).
+MAX_STEPS_PER_RUN = 50_000
+MAX_RECEIVED_PER_RUN = 16 * 1024 * 1024
+MAX_SHOWN_SENT = 4096  # characters of one sent command or payload kept for display
 
 
 @dataclass
@@ -56,6 +70,11 @@ class _Record:
 
     result: StepResult
     started: float
+    file: str  # where the step is written (a fragment's file for included steps)
+
+
+class _SetupError(Exception):
+    """The scenario could not start (a var or its when: did not render); positioned."""
 
 
 class ScenarioRun:
@@ -69,6 +88,11 @@ class ScenarioRun:
         self.events: list[Any] = []
         self.violations: list[str] = []
         self.steps: list[StepResult] = []
+        self.records: list[_Record] = []  # one per StepResult, with where the step is written
+        self.pending: list[_Record] = []  # started, not finished: closed out if a run dies
+        self.internal_error = False  # an exception nobody foresaw (a bug in smtpscript)
+        self.expect_unread = False  # after raw bytes sent unread, early replies are expected
+        self.budget = KeptBudget(MAX_RECEIVED_PER_RUN)
         self.base_endpoint = scenario.target.overlay(target.endpoint)
         env = EnvView(self.tracker, (*options.public_env, *scenario.public_env), options.environ)
         # names templates see: included fragments' `with` layers go in front of these two
@@ -87,6 +111,18 @@ class ScenarioRun:
         started_at = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
         t0 = time.monotonic()
         verdict, reason = await self._run_guarded()
+        try:
+            return self._result(verdict, reason, started_at, t0)
+        except Exception as exc:  # even recording must not sink the other runs
+            failure = classify(exc)
+            self.internal_error |= failure.internal
+            self.steps, self.events = [], []
+            reason = f"{self.scenario.file}: recording the result failed: {failure.message}"
+            return self._result("error", reason, started_at, t0)
+
+    def _result(
+        self, verdict: Verdict, reason: str | None, started_at: str, t0: float
+    ) -> ScenarioResult:
         result = ScenarioResult(
             scenario_id=self.scenario.file,
             file=self.scenario.file,
@@ -104,44 +140,98 @@ class ScenarioRun:
             steps=self.steps,
             transcript=transcript.build(self.events, self.tracker),
             protocol_violations=self.violations,
+            internal_error=self.internal_error,
         )
         return _redacted(result, self.tracker)
 
     async def _run_guarded(self) -> tuple[Verdict, str | None]:
+        """Run the scenario; whatever goes wrong becomes this run's verdict, never an exception."""
+        quit_first = True
         try:
             self._init_vars()
-            if self.scenario.when is not None and not self._evaluate(self.scenario.when):
+            if self.scenario.when is not None and not self._when(self.scenario.when):
                 return "skipped", f"when: {self.scenario.when} is false"
             if not self.base_endpoint.host:
                 return "error", "no target host: pass --target HOST[:PORT] or 'sandbox'"
             await self._run_steps(self.scenario.steps)
-        except TemplateError as exc:
+        except _SetupError as exc:
             return "error", str(exc)
+        except asyncio.CancelledError:  # Ctrl-C or SIGTERM: keep what this run did so far
+            quit_first = False
+            return self._abandon("interrupted")
+        except LimitExceeded as exc:
+            return self._abandon(str(exc))
+        except Exception as exc:  # a run must never sink the others
+            failure = classify(exc)
+            self.internal_error |= failure.internal
+            return self._abandon(failure.message)
         finally:
-            await self._quit_and_close()
+            with contextlib.suppress(Exception):
+                await self._quit_and_close(quit_first)
         return self._verdict()
 
+    def _abandon(self, message: str) -> tuple[Verdict, str | None]:
+        """The run stops here: steps in progress end as errors with ``message``."""
+        stopped = list(self.pending)
+        for record in stopped:
+            self._finish(record, "error", message)
+        if stopped:
+            return "error", self._reason(stopped[0])
+        return "error", f"{self.scenario.file}: {message}"
+
     def _verdict(self) -> tuple[Verdict, str | None]:
-        for step in self.steps:
-            if step.verdict in ("failed", "error"):
-                return step.verdict, f"{step.path} ({step.name}): {step.message}"
+        for record in self.records:
+            if record.result.verdict in ("failed", "error"):
+                return record.result.verdict, self._reason(record)
         return "passed", None
 
+    @staticmethod
+    def _reason(record: _Record) -> str:
+        step = record.result
+        return f"{record.file}:{step.line}: {step.path} ({step.name}): {step.message}"
+
     def _init_vars(self) -> None:
-        """Vars layered lowest first: scenario < library < target < --var; rendered in order."""
+        """Vars layered lowest first: scenario < library < target < --var.
+
+        Only the winning value of each name is rendered (a --var may stand in for a var
+        that reads an unset env variable), in the order names first appear; a var named
+        in ``secrets`` is secret from the moment it has a value, before later vars render.
+        """
         layers = [
             self.scenario.vars,
             self.options.library_vars,
             self.target.vars,
             self.options.overrides,
         ]
-        values = self.variables
-        for layer in layers:
+        winners: dict[str, tuple[int, Any]] = {}
+        for level, layer in enumerate(layers):
             for name, value in layer.items():
-                values[name] = self.render(value) if isinstance(value, str) else value
-        for name in self.scenario.secrets:
-            if name in values:
-                self.tracker.add(values[name])
+                winners[name] = (level, value)
+        secrets = set(self.scenario.secrets)
+        for name, (level, value) in winners.items():
+            try:
+                rendered = self.render(value) if isinstance(value, str) else value
+            except TemplateError as exc:
+                where = self._var_origin(name, level)
+                raise _SetupError(f"{where}: {exc}") from None
+            self.variables[name] = rendered
+            if name in secrets:
+                self.tracker.add(rendered)
+
+    def _var_origin(self, name: str, level: int) -> str:
+        if level == 0:
+            return f"{self._mark('vars.' + name)}: vars.{name}"
+        return ("library vars", f"target {self.target.name} vars", "--var")[level - 1] + f" {name}"
+
+    def _mark(self, path: str) -> str:
+        pos = self.scenario.marks.get(path, self.scenario.pos)
+        return f"{pos.file}:{pos.line}"
+
+    def _when(self, expression: str) -> bool:
+        try:
+            return bool(self._evaluate(expression))
+        except TemplateError as exc:
+            raise _SetupError(f"{self._mark('when')}: when: {exc}") from None
 
     # --- steps -----------------------------------------------------------------------
 
@@ -153,10 +243,13 @@ class ScenarioRun:
         return True
 
     async def _run_step(self, step: m.Step) -> bool:
-        if step.when is not None and not self._evaluate(step.when):
-            self._skip(step, f"when: {step.when} is false")
-            return True
-        count = self._repeat_count(step)
+        try:
+            if step.when is not None and not self._evaluate(step.when):
+                self._skip(step, f"when: {step.when} is false")
+                return True
+            count = self._repeat_count(step)
+        except TemplateError as exc:
+            return self._fail_before(step, f"{'when' if step.when else 'repeat'}: {exc}")
         for index in range(1, count + 1):
             # A step without repeat inside a repeated include keeps the include's index.
             if step.repeat is not None or "index" not in self.scope:
@@ -166,6 +259,12 @@ class ScenarioRun:
                 return False
         return True
 
+    def _fail_before(self, step: m.Step, message: str) -> bool:
+        """A step that could not even start (its when, repeat or with did not render)."""
+        record = self._start(step, None)
+        record.result.name = record.result.name or step.kind
+        return self._finish(record, "error", message)
+
     def _repeat_count(self, step: m.Step) -> int:
         if step.repeat is None:
             return 1
@@ -173,15 +272,15 @@ class ScenarioRun:
         try:
             count = int(value)
         except (TypeError, ValueError):
-            raise TemplateError(f"{step.path}.repeat: {value!r} is not a whole number") from None
+            raise TemplateError(f"{value!r} is not a whole number") from None
         if not 1 <= count <= MAX_REPEAT:
-            raise TemplateError(f"{step.path}.repeat: {count} is outside 1..{MAX_REPEAT}")
+            raise TemplateError(f"{count} is outside 1..{MAX_REPEAT}")
         return count
 
     async def _run_once(self, step: m.Step, repeat_index: int | None) -> bool:
         action = step.action
         if isinstance(action, m.Group):
-            return await self._run_group(action)
+            return await self._run_group(step, action)
         if isinstance(action, m.Pipeline):
             return await self._pipeline(step, action, repeat_index)
         needs_connection = not isinstance(action, m.Connect | m.Sleep) and self.session is None
@@ -198,7 +297,7 @@ class ScenarioRun:
             # The server hung up before we could send: judged like a close instead of a reply
             # (whether the write or the read notices first is a race; the verdict must not be).
             closed = Closed()
-            record.result.replies.append(_reply_record(closed, 0.0))
+            record.result.replies.append(_reply_record(closed, 0.0, self.tracker))
             message = expectations.check(step.expect, DEFAULTS.get(step.kind, ANY), closed)
             return self._finish(record, "failed" if message else "passed", message)
         except (
@@ -213,10 +312,13 @@ class ScenarioRun:
             return self._finish(record, verdict, str(exc))
         return self._finish(record, "passed", None)
 
-    async def _run_group(self, group: m.Group) -> bool:
-        rendered = {
-            k: self.render(v) if isinstance(v, str) else v for k, v in group.with_vars.items()
-        }
+    async def _run_group(self, step: m.Step, group: m.Group) -> bool:
+        try:
+            rendered = {
+                k: self.render(v) if isinstance(v, str) else v for k, v in group.with_vars.items()
+            }
+        except TemplateError as exc:
+            return self._fail_before(step, f"with: {exc}")
         self.scope.maps.insert(0, rendered)
         try:
             return await self._run_steps(group.steps)
@@ -241,6 +343,11 @@ class ScenarioRun:
     # --- recording -----------------------------------------------------------------
 
     def _start(self, step: m.Step, repeat_index: int | None) -> _Record:
+        if len(self.steps) >= MAX_STEPS_PER_RUN:
+            raise LimitExceeded(
+                f"more than {MAX_STEPS_PER_RUN:,} steps in one run (the limit; nested "
+                "repeats multiply)"
+            )
         default = DEFAULTS.get(step.kind, ANY)
         result = StepResult(
             index=len(self.steps) + 1,
@@ -252,8 +359,11 @@ class ScenarioRun:
             expected=expectations.describe(step.expect, default) if step.kind in DEFAULTS else "",
             repeat_index=repeat_index,
         )
+        record = _Record(result, time.monotonic(), step.pos.file)
         self.steps.append(result)
-        return _Record(result, time.monotonic())
+        self.records.append(record)
+        self.pending.append(record)
+        return record
 
     def _name(self, step: m.Step) -> str:
         """The step's name, rendered; a name that cannot render is shown as written."""
@@ -268,6 +378,8 @@ class ScenarioRun:
         record.result.verdict = verdict
         record.result.message = message
         record.result.duration_ms = round((time.monotonic() - record.started) * 1000, 3)
+        with contextlib.suppress(ValueError):
+            self.pending.remove(record)
         return verdict == "passed"
 
     def _skip(self, step: m.Step, reason: str) -> None:
@@ -277,7 +389,8 @@ class ScenarioRun:
 
     def label(self, record: _Record, text: str) -> None:
         if not record.result.name:
-            record.result.name = expectations.shorten(text, 80)
+            # redact before cutting: a cut secret would no longer match as a whole
+            record.result.name = expectations.shorten(self.tracker.redact(text), 80)
 
     # --- talking -------------------------------------------------------------------
 
@@ -295,9 +408,23 @@ class ScenarioRun:
         assert self.session is not None
         if not self.session.is_open:
             raise ConnectionGone("the connection is closed; cannot send")
+        self._note_desync(record)
         shown = display if display != _raw_display(data) else None
         await self.session.send(data, shown, timeout=self._timeout_default())
-        record.result.sent += display.split("\n") if display else [""]
+        # redact before cutting: a cut secret would no longer match as a whole
+        kept = expectations.shorten(self.tracker.redact(display), MAX_SHOWN_SENT)
+        record.result.sent += kept.split("\n") if kept else [""]
+
+    def _note_desync(self, record: _Record) -> None:
+        """Bytes from the server before our command: a reply ahead of its command."""
+        assert self.session is not None
+        early = self.session.unread_bytes()
+        if early and not self.expect_unread:
+            self.violations.append(
+                f"{record.result.path}: the server sent {early} bytes before this command "
+                "was sent (a reply ahead of its command: desynchronised)"
+            )
+        self.expect_unread = False
 
     async def read(self, step: m.Step, record: _Record) -> Reply | Closed:
         assert self.session is not None
@@ -307,7 +434,8 @@ class ScenarioRun:
         else:
             reply = Closed()
         elapsed = round((time.monotonic() - t0) * 1000, 3)
-        record.result.replies.append(_reply_record(reply, elapsed))
+        self.expect_unread = False
+        record.result.replies.append(_reply_record(reply, elapsed, self.tracker))
         if isinstance(reply, Reply):
             if reply.bare_lf:
                 self.violations.append(
@@ -350,7 +478,7 @@ class ScenarioRun:
             tls = make_context(endpoint.tls_options)
             if self.target.implicit_tls_port and endpoint.port in (None, self.target.endpoint.port):
                 port = self.target.implicit_tls_port
-        self.session = Session(started=self.clock)
+        self.session = Session(started=self.clock, budget=self.budget)
         self.session.events = self.events
         timeout = endpoint.connect_timeout or endpoint.timeout or m.DEFAULT_TIMEOUT
         await self.session.open(
@@ -429,6 +557,9 @@ class ScenarioRun:
             except (ReplyTimeout, RemoteProtocolError) as exc:
                 self._finish_rest(records[n + 1 :], "not judged: an earlier reply was missing")
                 return self._finish(record, "error", str(exc))
+            except ConnectionError as exc:
+                self._finish_rest(records[n + 1 :], "not judged: the connection was lost")
+                return self._finish(record, "error", str(exc))
             self._finish(record, "passed", None)
         return ok or step.continue_on_fail
 
@@ -445,13 +576,19 @@ def _raw_display(data: bytes) -> str:
     return data.decode("utf-8", "replace").rstrip("\r\n")
 
 
-def _reply_record(reply: Reply | Closed, elapsed_ms: float) -> ReplyRecord:
+MAX_SHOWN_REPLY_LINE = 2000  # characters of one reply line kept for reports
+
+
+def _reply_record(reply: Reply | Closed, elapsed_ms: float, tracker: SecretTracker) -> ReplyRecord:
     if isinstance(reply, Closed):
-        return ReplyRecord(code=None, status=None, lines=[reply.describe()], elapsed_ms=elapsed_ms)
+        shown = tracker.redact(reply.describe())
+        return ReplyRecord(code=None, status=None, lines=[shown], elapsed_ms=elapsed_ms)
     lines = []
     for raw_line in reply.raw.split(b"\n"):
         if raw_line:
-            lines.append(protocol.escape_bytes(raw_line.rstrip(b"\r")[4:]))
+            # redact before escaping and cutting, either of which would hide a secret's shape
+            text = protocol.escape_bytes(tracker.redact_bytes(raw_line.rstrip(b"\r")[4:]))
+            lines.append(expectations.shorten(text, MAX_SHOWN_REPLY_LINE))
     return ReplyRecord(
         code=reply.code,
         status=reply.status,

@@ -16,12 +16,13 @@ import ssl
 import time
 from dataclasses import dataclass, field
 
-from smtpscript.errors import RemoteProtocolError
+from smtpscript.errors import LimitExceeded, RemoteProtocolError
 from smtpscript.protocol import Reply, ReplyParser, escape_bytes
 from smtpscript.results import TlsFacts
 from smtpscript.tlsinfo import describe_verify_error, facts_from
 
 READ_CHUNK = 64 * 1024
+MAX_KEPT_PER_SEND = 64 * 1024  # the transcript keeps the start of a big payload, and its size
 
 
 class ConnectError(Exception):
@@ -60,8 +61,25 @@ class RawEvent:
 
     t: float
     direction: str  # "C", "S" or "*"
-    data: bytes | str  # bytes on the wire; str for notes
+    data: bytes | str  # bytes on the wire (the start of them, for big sends); str for notes
     display: str | None = None  # what to show instead of data (e.g. masked AUTH)
+    size: int = 0  # bytes on the wire, when more were sent than ``data`` keeps
+
+
+@dataclass
+class KeptBudget:
+    """Bytes received that a run may keep in its transcript (shared by its sessions)."""
+
+    limit: int
+    used: int = 0
+
+    def take(self, size: int) -> None:
+        self.used += size
+        if self.used > self.limit:
+            raise LimitExceeded(
+                f"the server sent more than {self.limit // (1024 * 1024)} MiB in this run "
+                "(the limit of what one run keeps)"
+            )
 
 
 @dataclass
@@ -70,6 +88,7 @@ class Session:
 
     started: float = field(default_factory=time.monotonic)
     events: list[RawEvent] = field(default_factory=list)
+    budget: KeptBudget = field(default_factory=lambda: KeptBudget(1 << 62))
     tls: TlsFacts | None = None
     _reader: asyncio.StreamReader | None = None
     _writer: asyncio.StreamWriter | None = None
@@ -149,6 +168,11 @@ class Session:
                 count += len(reply.raw)
         return count + self._parser.buffered
 
+    def unread_bytes(self) -> int:
+        """Bytes the server sent that no read has taken yet (nothing is consumed)."""
+        waiting = len(self._reader._buffer) if self._reader is not None else 0
+        return waiting + self._parser.held_bytes
+
     def _record_tls(self, server_name: str, context: ssl.SSLContext) -> None:
         assert self._writer is not None
         ssl_object = self._writer.get_extra_info("ssl_object")
@@ -192,7 +216,8 @@ class Session:
         """
         if self._writer is None:
             raise ConnectionError("not connected")
-        self.events.append(RawEvent(self.now(), "C", data, display))
+        kept = data if len(data) <= MAX_KEPT_PER_SEND else data[:MAX_KEPT_PER_SEND]
+        self.events.append(RawEvent(self.now(), "C", kept, display, len(data)))
         self._writer.write(data)
         try:
             async with asyncio.timeout(timeout):
@@ -235,6 +260,7 @@ class Session:
                 return self._closed(reset=True)
             if not data:
                 return self._closed(reset=False)
+            self.budget.take(len(data))
             self.events.append(RawEvent(self.now(), "S", data))
             self._parser.feed(data)
 

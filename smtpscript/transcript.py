@@ -58,6 +58,10 @@ def _local(event: RawEvent, tracker: SecretTracker) -> list[TranscriptEntry]:
                 event.t, "*", f"... {len(lines) - MAX_LINES_PER_EVENT} more lines sent, not shown"
             )
         )
+    elif event.size > len(event.data):
+        shown.append(
+            TranscriptEntry(event.t, "*", f"... {event.size - len(event.data)} more bytes sent")
+        )
     return shown
 
 
@@ -65,4 +69,6 @@ def _show(line: bytes, tracker: SecretTracker) -> str:
     """A line without its CRLF, escaped for display."""
     if line.endswith(b"\r"):
         line = line[:-1]
-    return tracker.redact(escape_bytes(line))
+    # redact the bytes first: escaping (TAB, backslash, invisible characters) would hide
+    # a secret's shape from the text pass
+    return tracker.redact(escape_bytes(tracker.redact_bytes(line)))

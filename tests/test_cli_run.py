@@ -12,10 +12,12 @@ import pytest
 from hostile import Conn, Hostile
 
 from smtpscript.cli import run_cli
+from smtpscript.loading import display_name
 from smtpscript.results import from_dict
 
 REPO = Path(__file__).resolve().parent.parent
 SCENARIOS = REPO / "scenarios"
+RELAY_FILE = display_name(SCENARIOS / "relay" / "no-open-relay.yaml")  # as reasons name it
 
 
 def scenario(tmp_path: Path, steps: str, extra: str = "", name: str = "s.yaml") -> Path:
@@ -74,7 +76,7 @@ def test_a_wrong_expectation_fails_with_expected_vs_got(capsys, tmp_path):
     assert status == 1
     assert out.splitlines()[0].startswith("FAIL  sandbox  cli test  [medium] ")
     assert out.splitlines()[1] == (
-        "      steps[2] (RCPT TO:<alice@sandbox.test>): "
+        f"      {path}:6: steps[2] (RCPT TO:<alice@sandbox.test>): "
         "expected 550 or 554, got 250 2.1.5 Recipient OK"
     )
     assert "1 failed" in out and "findings: 1 medium" in out
@@ -94,7 +96,8 @@ def test_unreachable_host_is_one_clear_line(capsys):
     assert out.splitlines()[0].startswith(f"ERROR 127.0.0.1:{port}  Refuses to relay")
     problem = [line for line in out.splitlines() if "refused" in line]
     assert problem == [
-        f"      steps[0] (connect 127.0.0.1:{port}): connection refused by 127.0.0.1:{port}"
+        f"      {RELAY_FILE}:16: steps[0] (connect 127.0.0.1:{port}): "
+        f"connection refused by 127.0.0.1:{port}"
     ]
     assert err == ""
 
@@ -106,7 +109,7 @@ def test_dns_failure_is_one_clear_line(capsys):
     problem = [line for line in out.splitlines() if "resolve" in line]
     assert len(problem) == 1
     assert problem[0].startswith(
-        "      steps[0] (connect nonexistent.invalid:2525): "
+        f"      {RELAY_FILE}:16: steps[0] (connect nonexistent.invalid:2525): "
         "cannot resolve host 'nonexistent.invalid': "
     )
     assert time.monotonic() - started < 15
@@ -124,7 +127,8 @@ def test_timeout_is_one_clear_line(capsys, tmp_path):
     assert status == 1
     problem = [line for line in out.splitlines() if "within" in line]
     assert problem == [
-        f"      steps[0] (connect 127.0.0.1:{server.port}): no complete reply within 0.5 s"
+        f"      {path}:6: steps[0] (connect 127.0.0.1:{server.port}): "
+        "no complete reply within 0.5 s"
     ]
     assert time.monotonic() - started < 0.5 + 0.5 + 1.5
 

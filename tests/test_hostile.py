@@ -144,7 +144,8 @@ def test_a_server_that_never_answers_times_out(tmp_path):
     assert result.verdict == "error"
     assert result.steps[0].message == "no complete reply within 0.5 s"
     connect = f"connect 127.0.0.1:{server.port}"
-    assert result.reason == f"steps[0] ({connect}): no complete reply within 0.5 s"
+    where = f"{result.file}:{result.steps[0].line}"
+    assert result.reason == f"{where}: steps[0] ({connect}): no complete reply within 0.5 s"
     assert len(result.steps) == 1  # the scenario stopped there
     assert received == [b"QUIT\r\n"]  # best-effort QUIT, then close
     assert 0.5 <= elapsed < quit_bound(0.5)

@@ -499,7 +499,8 @@ def test_expected_vs_got_and_quit_after_a_failed_step(tmp_path, target):
     assert result.verdict == "failed"
     message = "expected 550 or 554, got 250 2.1.5 Recipient OK"
     assert result.steps[3].message == message
-    assert result.reason == f"steps[2] (RCPT TO:<alice@sandbox.test>): {message}"
+    # the reason names where the step is written, then which step it is
+    assert result.reason == f"{result.file}:6: steps[2] (RCPT TO:<alice@sandbox.test>): {message}"
     assert len(result.steps) == 4  # stopped at the failure
     tail = [(e.direction, e.text) for e in result.transcript][-3:]
     assert tail == [("S", "250 2.1.5 Recipient OK"), ("C", "QUIT"), ("S", "221 2.0.0 Bye")]
@@ -555,7 +556,7 @@ def test_continue_on_fail_keeps_going_but_the_scenario_fails(tmp_path, target):
     assert result.verdict == "failed"
     assert [s.verdict for s in result.steps] == ["passed", "passed", "failed", "passed", "passed"]
     assert result.reason and result.reason.startswith(
-        "steps[1] (VRFY alice): expected 250, got 252"
+        f"{result.file}:5: steps[1] (VRFY alice): expected 250, got 252"
     )
     assert sent(result) == ["EHLO client.test", "VRFY alice", "MAIL FROM:<a@client.test>", "QUIT"]
 
