@@ -104,7 +104,8 @@ def _translate(doc: Document, error: Any, path: JsonPath) -> Iterator[Problem]:
         for best in _best_alternative_errors(error):
             yield from _translate(doc, best, tuple(best.absolute_path))
     elif kind == "pattern" and "propertyNames" in list(error.absolute_schema_path)[-2:]:
-        yield doc.problem((*path, instance), _name_message(instance), key=True)
+        message = _header_message(instance) if path[-2:] == ("data", "headers") else None
+        yield doc.problem((*path, instance), message or _name_message(instance), key=True)
     else:
         yield doc.problem(path, _simple_message(error, path), key=kind == "propertyNames")
 
@@ -147,8 +148,15 @@ def _name_message(name: str) -> str:
         fixed = "_" + fixed
     hint = f" (did you mean '{fixed}'?)" if fixed != name else ""
     return (
-        f"'{name}' is not a valid variable name: use letters, digits and _, "
+        f"{name!r} is not a valid variable name: use letters, digits and _, "
         f"not starting with a digit{hint}"
+    )
+
+
+def _header_message(name: str) -> str:
+    return (
+        f"{name!r} is not a valid header name: use printable ASCII without spaces, "
+        "':' or line breaks (RFC 5322), e.g. 'X-Probe'"
     )
 
 

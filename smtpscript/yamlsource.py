@@ -35,6 +35,7 @@ _MERGE_TAG = "tag:yaml.org,2002:merge"
 _PLAIN_TAG = "tag:smtpscript,2025:plain"  # a plain scalar whose type is resolved on demand
 _RESOLVER = yaml.resolver.Resolver()
 _SURROGATE = re.compile("[\ud800-\udfff]")
+_AWKWARD_KEY = re.compile(r"[\s.:\[\]'\"]")
 
 
 def _make_fast_loader() -> type | None:
@@ -103,11 +104,15 @@ class Document:
 
 
 def format_path(path: JsonPath) -> str:
-    """('steps', 3, 'expect') -> 'steps[3].expect'."""
+    """('steps', 3, 'expect') -> 'steps[3].expect'. A key that would not read as one
+    name there (empty, spaces, '.', ':', brackets, quotes, line breaks) is quoted:
+    headers['To:'], vars['a\\nb'], so the path is unambiguous and stays on one line."""
     out = ""
     for part in path:
         if isinstance(part, int):
             out += f"[{part}]"
+        elif not part.isprintable() or not part or _AWKWARD_KEY.search(part):
+            out += f"[{part!r}]"
         else:
             out += f".{part}" if out else str(part)
     return out

@@ -81,6 +81,15 @@ ENDPOINT = {
 }
 
 
+# RFC 5322 section 3.6.8: a field name is printable ASCII (33-126) except ':'. Anything
+# else (CR, LF, space, ':') would break the header block or inject a header. The
+# (?!\n) is for Python's re, where '$' also matches before a final newline.
+HEADER_NAME = {
+    "pattern": r"^[!-9;-~]+$(?!\n)",
+    "description": "A header field name: printable ASCII without spaces or ':' (RFC 5322).",
+}
+
+
 def obj(props: dict, description: str, **extra) -> dict:
     return {
         "type": "object",
@@ -226,6 +235,7 @@ ACTIONS = {
                         "type": "object",
                         "description": "Header fields; Date and Message-ID are added when missing.",
                         "additionalProperties": {"type": ["string", "number"]},
+                        "propertyNames": HEADER_NAME,
                     },
                     "body": template("The message body."),
                 },
