@@ -88,7 +88,7 @@ def _translate(doc: Document, error: Any, path: JsonPath) -> Iterator[Problem]:
             if pipelined and key in ACTION_NAMES:
                 message = f"a pipeline holds only send steps: '{key}' cannot be pipelined"
             else:
-                message = f"unknown key '{key}'{did_you_mean(key, known)}"
+                message = f"unknown key {key!r}{did_you_mean(key, known)}"
             yield doc.problem((*path, key), message, key=True)
     elif kind == "required":
         if _is_pipelined_schema(schema) and any(k in ACTION_NAMES for k in instance):

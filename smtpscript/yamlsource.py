@@ -465,7 +465,7 @@ class _Builder:
                         self.doc.file,
                         *mark,
                         format_path(key_path),
-                        f"duplicate key '{key}' (first defined on line {first})",
+                        f"duplicate key {key!r} (first defined on line {first})",
                     )
                 )
                 continue  # keep the first; the file is refused anyway
