@@ -196,14 +196,20 @@ def _simple_message(error: Any, path: JsonPath) -> str:
     if kind in ("minItems", "minLength", "minProperties"):
         return "a scenario needs at least one step" if path == ("steps",) else "must not be empty"
     if kind == "minimum":
-        return f"must be at least {value}, not {instance}"
+        return f"must be at least {value}, not {_number(instance)}"
     if kind == "maximum":
-        return f"must be at most {value}, not {instance}"
+        return f"must be at most {value}, not {_number(instance)}"
     if kind == "exclusiveMinimum":
-        return f"must be greater than {value}, not {instance}"
+        return f"must be greater than {value}, not {_number(instance)}"
     if kind == "pattern":
         return f"{instance!r} does not have the expected form"
     return error.message
+
+
+def _number(value: object) -> str:
+    """A number as the user wrote it, unless it is too long to read on one line."""
+    text = str(value)
+    return text if len(text) <= 24 else f"{text[:12]}... (a number of {len(text)} characters)"
 
 
 def _type_word(name: str) -> str:

@@ -18,6 +18,7 @@ import math
 import os
 import re
 import stat
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -439,9 +440,11 @@ class _Builder:
             return self.scalar_constructors[tag](node)
         except (yaml.constructor.ConstructorError, ValueError) as exc:
             mark = node.start_mark
-            raise _fail(
-                self.doc.file, mark.line + 1, mark.column + 1, f"invalid {tag[18:]}: {exc}"
-            ) from None
+            message = f"invalid {tag[18:]}: {exc}"
+            if "Exceeds the limit" in str(exc):  # Python's guard against slow int parsing
+                limit = sys.get_int_max_str_digits()
+                message = f"a number with more than {limit} digits: quote it if it is text"
+            raise _fail(self.doc.file, mark.line + 1, mark.column + 1, message) from None
 
     def _mapping(self, node: yaml.MappingNode, path: JsonPath) -> dict[str, Any]:
         out: dict[str, Any] = {}

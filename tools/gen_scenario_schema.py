@@ -11,6 +11,9 @@ import json
 from pathlib import Path
 
 OUT = Path(__file__).resolve().parent.parent / "schemas" / "scenario.schema.json"
+# seconds; a bound on every wait, so an absurd number is a validation error, not an
+# overflow in the event loop (an hour per reply is already far beyond any server)
+MAX_WAIT = 3600
 
 CODE = {
     "description": (
@@ -67,12 +70,15 @@ ENDPOINT = {
     "timeout": {
         "type": "number",
         "exclusiveMinimum": 0,
-        "description": "Seconds to wait for each reply (default 10).",
+        "maximum": MAX_WAIT,
+        "description": "Seconds to wait for each reply (default 10, at most 3600).",
     },
     "connect_timeout": {
         "type": "number",
         "exclusiveMinimum": 0,
-        "description": "Seconds to wait for the TCP (and TLS) connection (default: timeout).",
+        "maximum": MAX_WAIT,
+        "description": "Seconds to wait for the TCP (and TLS) connection (default: timeout, "
+        "at most 3600).",
     },
     "source_address": {
         "type": "string",
@@ -159,7 +165,9 @@ REPLY_KEYS = {
     "timeout": {
         "type": "number",
         "exclusiveMinimum": 0,
-        "description": "Seconds to wait for this step's reply (overrides target.timeout).",
+        "maximum": MAX_WAIT,
+        "description": "Seconds to wait for this step's reply (overrides target.timeout; at "
+        "most 3600).",
     },
 }
 
@@ -250,7 +258,7 @@ ACTIONS = {
         "per line, each checked.",
         "items": {"$ref": "#/$defs/pipelined_step"},
     },
-    "sleep": {"type": "number", "minimum": 0, "maximum": 3600, "description": "Wait seconds."},
+    "sleep": {"type": "number", "minimum": 0, "maximum": MAX_WAIT, "description": "Wait seconds."},
     "read": {
         "description": "Only read one reply (e.g. a late reply after raw bytes). Default "
         "expect: any.",
