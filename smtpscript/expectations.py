@@ -6,12 +6,10 @@ JUnit and HTML can show it as it is.
 
 from __future__ import annotations
 
-import re
-from functools import lru_cache
-
 from smtpscript.model import Expectation, TlsExpectation
 from smtpscript.patterns import CodePattern
 from smtpscript.protocol import Reply
+from smtpscript.regexes import search
 from smtpscript.results import TlsFacts
 from smtpscript.session import Closed
 from smtpscript.tlsinfo import version_at_least
@@ -41,11 +39,6 @@ class ConnectionGone(StepError):
 
 class StepFailed(Exception):
     """An expectation was not met: verdict failed. The message is the expected-vs-got line."""
-
-
-@lru_cache(maxsize=1024)
-def compiled(pattern: str) -> re.Pattern[str]:
-    return re.compile(pattern)
 
 
 def codes_of(expect: Expectation, default: CodePattern) -> CodePattern:
@@ -83,7 +76,7 @@ def check(expect: Expectation, default: CodePattern, reply: Reply | Closed) -> s
     if expect.status and not expect.status.matches(reply.status):
         status = reply.status or "no enhanced status code"
         return f"expected status {expect.status}, got {status} in {got(reply)}"
-    if expect.match and not compiled(expect.match).search(reply.text):
+    if expect.match and not search(expect.match, reply.text):
         return f"expected a reply matching /{expect.match}/, got {got(reply)}"
     return None
 
@@ -96,7 +89,7 @@ def capture(patterns: tuple[tuple[str, str], ...], text: str) -> tuple[dict[str,
     """Values for ``capture:`` (first group, else whole match) or the failure sentence."""
     values: dict[str, str] = {}
     for name, pattern in patterns:
-        found = compiled(pattern).search(text)
+        found = search(pattern, text)
         if not found:
             return values, f"expected the reply to contain /{pattern}/ to capture {name}"
         values[name] = found.group(1) if found.re.groups else found.group(0)
