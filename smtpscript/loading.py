@@ -21,6 +21,7 @@ from typing import Any
 from smtpscript import model as m
 from smtpscript.errors import ConfigError, Problem, ScenarioError
 from smtpscript.patterns import parse_code_pattern, parse_status_pattern
+from smtpscript.semantics import IncludeInfo, fragment_interface
 from smtpscript.validation import validate
 from smtpscript.yamlsource import Document, JsonPath, file_kind, format_path, read_document
 
@@ -211,11 +212,13 @@ class _Session:
     def load(self, path: Path) -> m.Scenario | str:
         resolved = _absolute(path)
         doc = read_document(path, display_name(path, resolved, self.cwd))
-        captures = functools.partial(self.include_captures, resolved, (resolved,))
-        problems = validate(doc, self.extra_names, captures)
+        lookup = functools.partial(self.include_info, resolved, (resolved,))
+        names_used: set[str] = set()
+        problems = validate(doc, self.extra_names, lookup, names_used)
         if problems:
-            raise ScenarioError(problems)
-        builder = _Builder(self, doc, resolved, (resolved,))
+            # every problem at once: the includes too, not only once the rest is fixed
+            raise ScenarioError(problems + self._include_problems(doc, resolved))
+        builder = _Builder(self, doc, resolved, (resolved,), names_used=names_used)
         if doc.data.get("fragment") is True:
             builder.steps(doc.data["steps"], ("steps",))  # finds its broken includes
             item: m.Scenario | str = doc.file
@@ -249,10 +252,10 @@ class _Session:
             raise found
         return found
 
-    def include_captures(
+    def include_info(
         self, including: Path, stack: tuple[Path, ...], target: str
-    ) -> frozenset[str] | None:
-        """Variables the fragment ``target`` captures (None: cannot tell)."""
+    ) -> IncludeInfo | None:
+        """What the fragment ``target`` captures and needs (None: cannot tell)."""
         path = self.resolve(including.parent / target)
         if path in stack or len(stack) > MAX_INCLUDE_DEPTH or not self.is_file(path):
             return None
@@ -260,15 +263,46 @@ class _Session:
             doc = self.fragment(path)
         except ScenarioError:
             return None
-        names: set[str] = set()
-        for step in _all_steps(doc.data.get("steps") or []):
-            names.update(step.get("capture") or {})
-            if isinstance(step.get("include"), str):
-                inner = self.include_captures(path, (*stack, path), step["include"])
-                if inner is None:
-                    return None
-                names |= inner
-        return frozenset(names)
+        if doc.data.get("fragment") is not True:
+            return None
+        lookup = functools.partial(self.include_info, path, (*stack, path))
+        return fragment_interface(doc, lookup)
+
+    def open_include(
+        self, step: tuple[Document, JsonPath], stack: tuple[Path, ...], target: str
+    ) -> tuple[Path, Document | None, list[Problem]]:
+        """The fragment an include step names, or the problems that keep it out.
+
+        ``step``: the including document and the include value's path in it;
+        ``stack``: the files including each other so far, the including one last.
+        """
+        doc, where = step
+        path = self.resolve(stack[-1].parent / target)
+        if path in stack:
+            why = f"include cycle: {target} includes itself (directly or indirectly)"
+        elif len(stack) > MAX_INCLUDE_DEPTH:
+            why = f"includes nested deeper than {MAX_INCLUDE_DEPTH}"
+        elif not self.is_file(path):
+            why = f"included file not found: {target}"
+        else:
+            try:
+                fragment = self.fragment(path)
+            except ScenarioError as exc:
+                return path, None, list(exc.problems)
+            if fragment.data.get("fragment") is True:
+                return path, fragment, []
+            why = f"{target} is not a fragment (add 'fragment: true' to it)"
+        return path, None, [doc.problem(where, why)]
+
+    def _include_problems(self, doc: Document, path: Path) -> list[Problem]:
+        """Problems of the include steps of a document that failed validation."""
+        problems: list[Problem] = []
+        steps = doc.data.get("steps") if isinstance(doc.data, dict) else None
+        for i, step in enumerate(steps if isinstance(steps, list) else []):
+            if isinstance(step, dict) and isinstance(step.get("include"), str):
+                where = ("steps", i, "include")
+                problems += self.open_include((doc, where), (path,), step["include"])[2]
+        return problems
 
 
 def _all_steps(steps: list[Any]) -> Iterator[dict[str, Any]]:
@@ -293,12 +327,14 @@ class _Builder:
         path: Path,
         stack: tuple[Path, ...],
         prefix: JsonPath = (),
+        names_used: set[str] | None = None,
     ):
         self.session = session
         self.doc = doc
         self.path = path
         self.stack = stack
         self.prefix = prefix  # path of the include step, for fragments
+        self.names_used = frozenset(names_used or ())
         self.problems: list[Problem] = []
 
     def pos(self, path: JsonPath) -> m.SourcePos:
@@ -323,6 +359,7 @@ class _Builder:
             public_env=tuple(data.get("public_env", ())),
             when=data.get("when"),
             marks=self._marks(),
+            names_used=self.names_used,
         )
 
     def _marks(self) -> dict[str, m.SourcePos]:
@@ -358,25 +395,10 @@ class _Builder:
         return build_action(kind, value)
 
     def include(self, target: str, with_vars: dict[str, Any], path: JsonPath) -> m.Group:
-        fragment_path = self.session.resolve(self.path.parent / target)
-        empty = m.Group(source=target, steps=(), with_vars=dict(with_vars))
-        if fragment_path in self.stack:
-            return self._fail(
-                empty, path, f"include cycle: {target} includes itself (directly or indirectly)"
-            )
-        if len(self.stack) > MAX_INCLUDE_DEPTH:
-            return self._fail(empty, path, f"includes nested deeper than {MAX_INCLUDE_DEPTH}")
-        if not self.session.is_file(fragment_path):
-            return self._fail(empty, path, f"included file not found: {target}")
-        try:
-            doc = self.session.fragment(fragment_path)
-        except ScenarioError as exc:
-            self.problems += exc.problems
-            return empty
-        if doc.data.get("fragment") is not True:
-            return self._fail(
-                empty, path, f"{target} is not a fragment (add 'fragment: true' to it)"
-            )
+        fragment_path, doc, found = self.session.open_include((self.doc, path), self.stack, target)
+        if doc is None:
+            self.problems += found
+            return m.Group(source=target, steps=(), with_vars=dict(with_vars))
         # inner steps show as a path through the include: steps[0].include.steps[1]
         inner = _Builder(
             self.session, doc, fragment_path, (*self.stack, fragment_path), (*self.prefix, *path)
@@ -385,10 +407,6 @@ class _Builder:
         self.problems += inner.problems
         defaults = dict(doc.data.get("vars") or {})
         return m.Group(source=doc.file, steps=steps, with_vars={**defaults, **with_vars})
-
-    def _fail(self, group: m.Group, path: JsonPath, message: str) -> m.Group:
-        self.problems.append(self.doc.problem(path, message))
-        return group
 
 
 def build_action(kind: str, value: Any) -> m.Action:

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from smtpscript import templating
+from smtpscript import regexes, templating
 from smtpscript.errors import Problem, did_you_mean
 from smtpscript.model import ACTION_NAMES
 from smtpscript.patterns import PatternError, parse_code_pattern, parse_status_pattern
@@ -23,14 +24,60 @@ NO_REPLY_ACTIONS = ("sleep", "include", "pipeline")
 TLS_ACTIONS = ("connect", "starttls")
 TEMPLATE_ACTIONS = ("send", "raw", "ehlo", "helo", "lhlo", "include")
 FRAGMENT_KEYS = ("smtpscript", "fragment", "description", "vars", "steps")
-IncludeCaptures = Callable[[str], "frozenset[str] | None"]
+
+
+@dataclass(frozen=True)
+class IncludeInfo:
+    """What an included fragment means to the steps around it."""
+
+    captures: frozenset[str]  # variables it sets, usable after the include
+    needs: frozenset[str]  # variables it reads and does not define itself
+
+
+IncludeLookup = Callable[[str], "IncludeInfo | None"]  # None: cannot be read
 
 
 def semantic_problems(
     doc: Document,
     extra_names: Iterable[str],
-    include_captures: IncludeCaptures | None = None,
+    include_lookup: IncludeLookup | None = None,
+    names_used: set[str] | None = None,
 ) -> list[Problem]:
+    """Every phase-2 problem; ``names_used`` (when given) receives the variables read."""
+    checker = _check(doc, include_lookup)
+    if names_used is not None:
+        names_used.update(name for name, *_ in checker.used)
+    if doc.data.get("fragment") is True:
+        return checker.problems
+    variables = doc.data.get("vars")
+    defined = set(variables) if isinstance(variables, dict) else set()
+    defined |= templating.BUILTIN_NAMES
+    for name, path, known, via in checker.used:
+        if known or name in defined or name in extra_names:
+            continue
+        if name in checker.captured:
+            where = format_path(checker.captured[name])
+            message = (
+                f"variable '{name}' is used before it is captured (by {where}): "
+                "a capture is set only once its step has run"
+            )
+        else:
+            message = _undefined_message(name, defined | set(checker.captured), via)
+        checker.problems.append(doc.problem(path, message))
+    return checker.problems
+
+
+def fragment_interface(doc: Document, include_lookup: IncludeLookup | None) -> IncludeInfo:
+    """The variables a fragment captures, and those it needs from whoever includes it."""
+    checker = _check(doc, include_lookup)
+    variables = doc.data.get("vars")
+    own = set(variables) if isinstance(variables, dict) else set()
+    own |= templating.BUILTIN_NAMES
+    needs = {name for name, _, known, _ in checker.used if not known and name not in own}
+    return IncludeInfo(frozenset(checker.captured), frozenset(needs))
+
+
+def _check(doc: Document, include_lookup: IncludeLookup | None) -> _StepChecker:
     data = doc.data
     problems: list[Problem] = []
     is_fragment = data.get("fragment") is True
@@ -43,7 +90,7 @@ def semantic_problems(
         ]
     elif "title" not in data:
         problems.append(doc.problem((), "missing required key 'title'"))
-    checker = _StepChecker(doc, problems, include_captures)
+    checker = _StepChecker(doc, problems, include_lookup)
     # in the order the runner evaluates them: captures exist only after their step
     if isinstance(data.get("when"), str):
         checker.expression(data["when"], ("when",))
@@ -59,26 +106,17 @@ def semantic_problems(
     if isinstance(steps, list):
         for i, step in enumerate(steps):
             checker.step(step, ("steps", i))
-    if not is_fragment:
-        defined = set(variables) if isinstance(variables, dict) else set()
-        defined |= templating.BUILTIN_NAMES
-        for name, path, known in checker.used:
-            if known or name in defined or name in extra_names:
-                continue
-            if name in checker.captured:
-                where = format_path(checker.captured[name])
-                message = (
-                    f"variable '{name}' is used before it is captured (by {where}): "
-                    "a capture is set only once its step has run"
-                )
-            else:
-                message = _undefined_message(name, defined | set(checker.captured))
-            problems.append(doc.problem(path, message))
-    return problems
+    return checker
 
 
-def _undefined_message(name: str, defined: set[str]) -> str:
+def _undefined_message(name: str, defined: set[str], via: str | None = None) -> str:
     hint = did_you_mean(name, sorted(defined))
+    if via:
+        return (
+            f"undefined variable '{name}'{hint}, read by the included {via}: pass it under "
+            f"with:, define it under vars:, in the library's smtpscript.yaml, or pass "
+            f"--var {name}=..."
+        )
     return (
         f"undefined variable '{name}'{hint}: define it under vars:, in the library's "
         f"smtpscript.yaml, or pass --var {name}=..."
@@ -96,12 +134,13 @@ class _StepChecker:
         self,
         doc: Document,
         problems: list[Problem],
-        include_captures: IncludeCaptures | None = None,
+        include_lookup: IncludeLookup | None = None,
     ):
         self.doc = doc
         self.problems = problems
-        self.include_captures = include_captures
-        self.used: list[tuple[str, JsonPath, bool]] = []
+        self.include_lookup = include_lookup
+        # (name, where, known: defined by then, via: the fragment that reads it)
+        self.used: list[tuple[str, JsonPath, bool, str | None]] = []
         self.captured: dict[str, JsonPath] = {}  # name -> the capture that sets it
         self.available: set[str] = set()  # captured by the steps checked so far
         self.anything = False  # after an include we could not look into
@@ -142,11 +181,15 @@ class _StepChecker:
             for i, inner in enumerate(step["pipeline"]):
                 self._step(inner, (*path, "pipeline", i))
         if action == "include" and isinstance(step.get("include"), str):
-            names = self.include_captures(step["include"]) if self.include_captures else None
-            if names is None:
+            target = step["include"]
+            info = self.include_lookup(target) if self.include_lookup else None
+            if info is None:
                 self.anything = True
             else:
-                for name in names:
+                given = step.get("with")
+                needs = info.needs - set(given if isinstance(given, dict) else ())
+                self._use(needs, (*path, "include"), via=target)
+                for name in info.captures:
                     self.captured.setdefault(name, (*path, "include"))
 
     def _reply_keys(self, step: dict[str, Any], path: JsonPath, action: str | None) -> None:
@@ -199,6 +242,8 @@ class _StepChecker:
         if action is None:
             return
         value = step[action]
+        if action == "send" and isinstance(value, str):
+            self._one_line(value, (*path, action))
         if action in TEMPLATE_ACTIONS and isinstance(value, str):
             self.template(value, (*path, action))
         elif action == "data":
@@ -211,6 +256,23 @@ class _StepChecker:
             for name, inner in step["with"].items():
                 if isinstance(inner, str):
                     self.template(inner, (*path, "with", name))
+
+    def _one_line(self, line: str, path: JsonPath) -> None:
+        """A send line gets its CRLF added; a CR or LF inside would smuggle a command."""
+        found = next((c for c in ("\r", "\n") if c in line), None)
+        if found is None:
+            return
+        where = line.index(found) + 1
+        block = (
+            " (a 'send: |' block ends with a line break; use a quoted string)"
+            if path in self.doc.block_marks
+            else ""
+        )
+        self.add(
+            path,
+            f"a send line cannot contain {'CR' if found == chr(13) else 'LF'} (character "
+            f"{where}): send adds CRLF itself; use raw: to send exact bytes{block}",
+        )
 
     def _data(self, value: object, path: JsonPath) -> None:
         if isinstance(value, str):
@@ -233,9 +295,9 @@ class _StepChecker:
             example = "{{ env.SMTP_TOKEN }}" if needs == "token" else "{{ env.SMTP_PASSWORD }}"
             self.add(path, f"AUTH {mechanism} needs '{needs}' (e.g. {needs}: \"{example}\")")
 
-    def _use(self, names: Iterable[str], path: JsonPath) -> None:
+    def _use(self, names: Iterable[str], path: JsonPath, via: str | None = None) -> None:
         known = self.anything
-        self.used += [(n, path, known or n in self.available) for n in sorted(names)]
+        self.used += [(n, path, known or n in self.available, via) for n in sorted(names)]
 
     def template(self, source: str, path: JsonPath) -> None:
         if not templating.is_template(source):
@@ -262,15 +324,18 @@ class _StepChecker:
             self._use(names, path)
 
     def regex(self, source: str, path: JsonPath) -> None:
-        try:
-            _compile_regex(source)
-        except re.error as exc:
-            self.add(path, f"bad regular expression {source!r}: {exc}")
+        problem = _regex_problem(source)
+        if problem:
+            self.add(path, f"bad regular expression {source!r}: {problem}")
 
 
 @lru_cache(maxsize=4096)
-def _compile_regex(source: str) -> re.Pattern[str]:
-    return re.compile(source)
+def _regex_problem(source: str) -> str | None:
+    try:
+        regexes.check(source)
+    except regexes.PatternProblem as exc:
+        return str(exc)
+    return None
 
 
 # --- templates ----------------------------------------------------------------

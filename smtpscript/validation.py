@@ -19,7 +19,7 @@ from typing import Any
 from smtpscript.errors import Problem, did_you_mean
 from smtpscript.model import ACTION_NAMES
 from smtpscript.schemafile import fast_check, load_schema, schema_path, validator
-from smtpscript.semantics import IncludeCaptures, semantic_problems
+from smtpscript.semantics import IncludeLookup, semantic_problems
 from smtpscript.yamlsource import Document, JsonPath
 
 __all__ = ["load_schema", "schema_path", "validate", "validator"]
@@ -38,13 +38,15 @@ _TYPE_NAMES = {
 def validate(
     doc: Document,
     extra_names: Iterable[str] = (),
-    include_captures: IncludeCaptures | None = None,
+    include_lookup: IncludeLookup | None = None,
+    names_used: set[str] | None = None,
 ) -> list[Problem]:
     """Every problem of a scenario or fragment document, in file order.
 
     ``extra_names``: variables defined elsewhere (library config, --var).
-    ``include_captures``: given an include step's path, the variables the fragment
-    captures (None when it cannot be read), so that later steps may use them.
+    ``include_lookup``: given an include step's path, what the fragment captures and
+    needs (None when it cannot be read), so that later steps may use its captures and
+    its needs are checked where it is included. ``names_used`` receives the variables read.
     """
     names = extra_names if isinstance(extra_names, AbstractSet) else frozenset(extra_names)
     if not isinstance(doc.data, dict):
@@ -57,7 +59,7 @@ def validate(
         ]
     problems = list(doc.problems)
     problems += _schema_problems(doc)
-    problems += semantic_problems(doc, names, include_captures)
+    problems += semantic_problems(doc, names, include_lookup, names_used)
     return sorted(set(problems))
 
 
