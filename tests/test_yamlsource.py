@@ -3,7 +3,9 @@ between libyaml's parser and the pure-Python one."""
 
 from __future__ import annotations
 
+import os
 import time
+import tracemalloc
 from pathlib import Path
 
 import pytest
@@ -230,3 +232,118 @@ def test_read_document_uses_the_display_name(tmp_path):
     path.write_bytes(DOC)
     assert read_document(path, "lib/s.yaml").file == "lib/s.yaml"
     assert read_document(path).file == str(path)
+
+
+# --- values JSON has no room for; files that are not files ----------------------------
+
+NOT_FINITE = """\
+smtpscript: 1
+title: t
+target: {timeout: .nan}
+vars:
+  a: [1, -.Inf]
+  b: .NaN
+steps:
+  - sleep: .inf
+  - send: QUIT
+    timeout: 1.0e+999
+"""
+
+
+def test_nan_and_infinity_are_refused_wherever_they_stand():
+    finite = "is not a finite number (NaN and infinity are not allowed)"
+    assert problems(NOT_FINITE) == [
+        f"t.yaml:3:19: target.timeout: '.nan' {finite}",
+        f"t.yaml:5:10: vars.a[1]: '-.Inf' {finite}",
+        f"t.yaml:6:6: vars.b: '.NaN' {finite}",
+        f"t.yaml:8:12: steps[0].sleep: '.inf' {finite}",
+        f"t.yaml:10:14: steps[1].timeout: '1.0e+999' {finite}",  # overflows to infinity
+    ]
+    assert problems("a: !!float .inf\n") == [f"t.yaml:1:4: a: '.inf' {finite}"]
+    assert parse("a: [1.5, -0.0, '.nan', .nan_x]\n").data == {"a": [1.5, -0.0, ".nan", ".nan_x"]}
+
+
+def test_surrogate_escapes_are_refused_with_their_place():
+    why = (
+        "a UTF-16 surrogate escape, which is not a character: write the character itself, "
+        "or \\UXXXXXXXX for one above U+FFFF"
+    )
+    text = 'steps:\n  - raw: "ok \\ud800"\n  - send: "\\udfff"\nvars: {"k\\udc00": 1}\n'
+    assert problems(text) == [
+        f"t.yaml:2:10: steps[0].raw: contains \\ud800, {why}",
+        f"t.yaml:3:11: steps[1].send: contains \\udfff, {why}",
+        f"t.yaml:4:8: vars: a key contains \\udc00, {why}",
+    ]
+    # a pair is refused too (libyaml refuses it as well); the character itself is fine
+    assert problems('a: "\\ud83d\\ude00"\n')[0].startswith("t.yaml:1:4: a: contains \\ud83d")
+    assert parse('a: "\\U0001F600 😀"\n').data == {"a": "\U0001f600 \U0001f600"}
+
+
+def test_surrogates_are_refused_by_both_parsers(monkeypatch):
+    text = 'a: "\\ud800"\n'
+    first = problems(text)
+    monkeypatch.setattr(yamlsource, "_FAST_LOADER", None)
+    assert problems(text) == first
+
+
+def test_a_number_too_long_for_python_says_so():
+    assert problems("a: " + "9" * 5000 + "\n") == [
+        "t.yaml:1:4: a number with more than 4300 digits: quote it if it is text"
+    ]
+
+
+def test_paths_quote_keys_that_would_not_read_as_one_name():
+    assert format_path(("vars", "a\nb")) == "vars['a\\nb']"
+    assert format_path(("data", "headers", "To:")) == "data.headers['To:']"
+    assert format_path(("headers", "")) == "headers['']"
+    assert format_path(("headers", "Sub ject", 0)) == "headers['Sub ject'][0]"
+    assert format_path(("vars", "mail-from")) == "vars.mail-from"
+
+
+def test_a_fifo_is_refused_without_waiting_for_a_writer(tmp_path):
+    fifo = tmp_path / "pipe.yaml"
+    os.mkfifo(fifo)
+    start = time.perf_counter()
+    with pytest.raises(ScenarioError) as info:
+        read_document(fifo, "pipe.yaml")
+    assert str(info.value) == "pipe.yaml:1:1: not a regular file (a FIFO)"
+    assert time.perf_counter() - start < 1
+
+
+def test_a_device_behind_a_link_is_never_read(tmp_path):
+    link = tmp_path / "zero.yaml"
+    link.symlink_to("/dev/zero")
+    tracemalloc.start()
+    try:
+        with pytest.raises(ScenarioError) as info:
+            read_document(link, "zero.yaml")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert str(info.value) == "zero.yaml:1:1: not a regular file (a character device)"
+    assert peak < 1024 * 1024
+
+
+def test_a_huge_sparse_file_is_refused_by_its_size_not_read(tmp_path):
+    path = tmp_path / "huge.yaml"
+    with path.open("wb") as out:
+        out.truncate(1024 * 1024 * 1024)  # 1 GiB of nothing: sparse, costs no disk
+    tracemalloc.start()
+    try:
+        with pytest.raises(ScenarioError) as info:
+            read_document(path, "huge.yaml")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert str(info.value) == "huge.yaml:1:1: file is larger than 4 MiB"
+    assert peak < 1024 * 1024
+
+
+def test_the_bounded_reader_stops_one_byte_past_the_limit(tmp_path):
+    path = tmp_path / "f"
+    path.write_bytes(b"x" * 100)
+    assert yamlsource.read_bounded(path, 100) == b"x" * 100
+    with pytest.raises(yamlsource.FileTooLarge):
+        yamlsource.read_bounded(path, 99)
+    with pytest.raises(yamlsource.NotRegularFile, match="a directory"):
+        yamlsource.read_bounded(tmp_path, 100)
