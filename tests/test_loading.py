@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import socket
 import textwrap
 from pathlib import Path
 
@@ -43,6 +45,63 @@ def test_discover_keeps_named_files_and_drops_repeats(tmp_path):
 def test_discover_refuses_a_missing_path(tmp_path):
     with pytest.raises(ConfigError, match=r"nope\.yaml: no such file or directory"):
         discover([tmp_path / "nope.yaml"])
+
+
+def _odd_files(root: Path) -> None:
+    """A FIFO, a socket, a link to a device, a broken link and a link loop, all *.yaml."""
+    os.mkfifo(root / "pipe.yaml")
+    (root / "zero.yaml").symlink_to("/dev/zero")
+    (root / "broken.yml").symlink_to(root / "nowhere.yaml")
+    (root / "loop.yaml").symlink_to(root / "loop.yaml")
+    cwd = os.getcwd()
+    os.chdir(root)  # a relative name: socket paths are limited to ~100 bytes
+    try:
+        with socket.socket(socket.AF_UNIX) as sock:
+            sock.bind("sock.yaml")  # the socket file outlives the socket
+    finally:
+        os.chdir(cwd)
+
+
+def test_discover_skips_files_that_are_not_regular_with_a_warning(tmp_path):
+    write(tmp_path, "lib/a.yaml", "x: 1\n")
+    _odd_files(tmp_path / "lib")
+    (tmp_path / "lib" / "up").symlink_to(tmp_path)  # a link back up: not followed
+    warnings: list[str] = []
+    assert discover([tmp_path / "lib"], warnings) == [tmp_path / "lib" / "a.yaml"]
+    lib = tmp_path / "lib"
+    assert warnings == [
+        f"{lib}/broken.yml: skipped: broken symbolic link",
+        f"{lib}/loop.yaml: skipped: cannot read: Too many levels of symbolic links",
+        f"{lib}/pipe.yaml: skipped: not a regular file (a FIFO)",
+        f"{lib}/sock.yaml: skipped: not a regular file (a socket)",
+        f"{lib}/zero.yaml: skipped: not a regular file (a character device)",
+    ]
+
+
+def test_load_paths_reports_skipped_files_as_warnings(tmp_path, monkeypatch):
+    write(tmp_path, "s.yaml", "smtpscript: 1\ntitle: t\nsteps: [{send: QUIT}]\n")
+    os.mkfifo(tmp_path / "pipe.yaml")
+    monkeypatch.chdir(tmp_path)
+    result = load_paths(["."])
+    assert result.ok and result.files == 1 and len(result.scenarios) == 1
+    assert result.warnings == ["pipe.yaml: skipped: not a regular file (a FIFO)"]
+
+
+@pytest.mark.parametrize(
+    ("name", "why"),
+    [
+        ("pipe.yaml", "not a regular file or directory (a FIFO)"),
+        ("sock.yaml", "not a regular file or directory (a socket)"),
+        ("zero.yaml", "not a regular file or directory (a character device)"),
+        ("broken.yml", "broken symbolic link"),
+        ("loop.yaml", "cannot read: Too many levels of symbolic links"),
+    ],
+)
+def test_discover_refuses_a_named_path_that_is_not_a_file_or_folder(tmp_path, name, why):
+    _odd_files(tmp_path)
+    with pytest.raises(ConfigError) as info:
+        discover([tmp_path / name])
+    assert str(info.value) == f"{tmp_path / name}: {why}"
 
 
 def test_display_names_are_relative_to_the_working_directory(tmp_path, monkeypatch):
