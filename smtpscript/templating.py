@@ -8,8 +8,7 @@ a misspelt variable is an error, not an empty string sent to a server.
 from __future__ import annotations
 
 import base64
-import os
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from functools import lru_cache
 from typing import Any
@@ -18,7 +17,9 @@ import jinja2
 from jinja2 import meta
 from jinja2.sandbox import SandboxedEnvironment
 
-from smtpscript.results import REDACTED
+# re-exported: the runner and tests know them from here
+from smtpscript.redaction import EnvView as EnvView
+from smtpscript.redaction import SecretTracker as SecretTracker
 
 # Names every template may use besides variables and captures.
 BUILTIN_NAMES = frozenset({"caps", "target", "env", "index", "reply"})
@@ -99,71 +100,3 @@ def evaluate(expression: str, context: Mapping[str, Any]) -> Any:
     """Evaluate a ``when:`` expression."""
     with _user_errors("expression error"):
         return environment().compile_expression(expression, undefined_to_none=False)(context)
-
-
-class SecretTracker:
-    """Collects secret values and blanks them (and their base64 forms) out of text."""
-
-    def __init__(self, secrets: Iterable[str] = ()):
-        self._values: set[str] = set()
-        for value in secrets:
-            self.add(value)
-
-    def add(self, value: object) -> None:
-        text = str(value) if value is not None else ""
-        if not text:
-            return
-        self._values.add(text)
-        self._values.add(_b64(text))
-
-    def add_encoded(self, payload: str) -> None:
-        """An AUTH payload: the base64 string and what it decodes to."""
-        self.add(payload)
-        try:
-            decoded = base64.b64decode(payload, validate=True).decode("utf-8", "ignore")
-        except ValueError:
-            return
-        for part in decoded.split("\0"):
-            if len(part) >= 1:
-                self._values.add(part)
-
-    def __bool__(self) -> bool:
-        return bool(self._values)
-
-    def redact(self, text: str) -> str:
-        if not self._values or not text:
-            return text
-        # longest first, so a secret that contains another is blanked whole
-        for value in sorted(self._values, key=len, reverse=True):
-            if value in text:
-                text = text.replace(value, REDACTED)
-        return text
-
-
-class EnvView(Mapping[str, str]):
-    """``env`` in templates: reading a value marks it secret unless listed as public."""
-
-    def __init__(
-        self,
-        tracker: SecretTracker,
-        public: Iterable[str] = (),
-        source: Mapping[str, str] | None = None,
-    ):
-        self._tracker = tracker
-        self._public = frozenset(public)
-        self._source = os.environ if source is None else source
-
-    def __getitem__(self, key: str) -> str:
-        value = self._source[key]
-        if key not in self._public:
-            self._tracker.add(value)
-        return value
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._source)
-
-    def __len__(self) -> int:
-        return len(self._source)
-
-    def __contains__(self, key: object) -> bool:
-        return key in self._source
