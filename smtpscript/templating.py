@@ -8,6 +8,7 @@ a misspelt variable is an error, not an empty string sent to a server.
 from __future__ import annotations
 
 import base64
+import re
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from functools import lru_cache
@@ -83,9 +84,20 @@ def _user_errors(kind: str) -> Iterator[None]:
     try:
         yield
     except jinja2.UndefinedError as exc:
-        raise TemplateError(f"undefined variable: {exc.message}") from None
+        raise TemplateError(_undefined(exc.message or "")) from None
     except (jinja2.TemplateError, TypeError, ValueError, ArithmeticError) as exc:
         raise TemplateError(f"{kind}: {exc}") from None
+
+
+_MISSING_ENV = re.compile(r"EnvView object' has no (?:attribute|element) '([^']*)'")
+
+
+def _undefined(message: str) -> str:
+    """Jinja's wording, except for env: 'environment variable X is not set'."""
+    missing = _MISSING_ENV.search(message)
+    if missing:
+        return f"environment variable {missing.group(1)} is not set"
+    return f"undefined variable: {message}"
 
 
 def render(source: str, context: Mapping[str, Any]) -> str:
