@@ -183,6 +183,11 @@ class ReplyParser:
         """Bytes of the unfinished reply held in memory."""
         return len(self._partial) + len(self._raw)
 
+    @property
+    def held_bytes(self) -> int:
+        """Bytes held: complete replies not pulled yet and the unfinished one."""
+        return sum(len(reply.raw) for reply in self._ready) + self.buffered
+
     def feed(self, data: bytes) -> None:
         if self._eof:
             raise RuntimeError("feed() after feed_eof()")  # a bug in the caller, not SMTP
