@@ -75,7 +75,13 @@ def is_template(source: str) -> bool:
 
 @lru_cache(maxsize=4096)
 def _compiled(source: str) -> jinja2.Template:
-    return environment().from_string(source)
+    return environment().from_string(source.replace("\r", _CR))
+
+
+# Jinja's lexer turns every CR, CRLF and LF of a template's text into LF; a raw: step
+# must send the CRs it was written with (smuggling checks mix CRLF and bare LF), so a
+# CR stands in disguise while Jinja reads the template.
+_CR = "\U0010fffd"
 
 
 @contextmanager
@@ -105,7 +111,8 @@ def render(source: str, context: Mapping[str, Any]) -> str:
     if not is_template(source):
         return source
     with _user_errors("template error"):
-        return _compiled(source).render(context)
+        text = _compiled(source).render(context)
+    return text.replace(_CR, "\r") if "\r" in source else text
 
 
 def evaluate(expression: str, context: Mapping[str, Any]) -> Any:

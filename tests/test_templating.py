@@ -153,3 +153,9 @@ def test_env_view_reads_the_process_environment_by_default(monkeypatch):
     env = EnvView(tracker)
     assert env["SMTPSCRIPT_TEST_SECRET"] == "from-the-environment"
     assert tracker.redact("from-the-environment") == REDACTED
+
+
+def test_carriage_returns_in_a_template_survive_rendering():
+    # Jinja's lexer would turn CRLF and CR into LF: raw: steps must send what was written
+    source = "MAIL FROM:<{{ who }}>\r\nbare LF\nbare CR\rend\r\n"
+    assert render(source, {"who": "a@b"}) == "MAIL FROM:<a@b>\r\nbare LF\nbare CR\rend\r\n"
