@@ -48,12 +48,18 @@ async def send(run: ScenarioRun, step: m.Step, action: m.Send, record: _Record) 
 
 async def raw(run: ScenarioRun, step: m.Step, action: m.Raw, record: _Record) -> None:
     text = run.render(action.data)
-    data = text.encode("utf-8")
+    try:
+        data = text.encode("utf-8")
+    except UnicodeEncodeError:
+        run.label(record, f"raw {protocol.escape_controls(text)}")
+        raise
     shown = protocol.escape_bytes(data)
     run.label(record, f"raw {shown}")
     await run.send(record, data, shown)
     if step.expect.codes is not None:
         run.judge(step, await run.read(step, record), record=record)
+    else:
+        run.expect_unread = True  # its replies, if any, are read later: not a desync
 
 
 async def greet(run: ScenarioRun, step: m.Step, action: m.Greet, record: _Record) -> None:

@@ -37,7 +37,9 @@ def classify(exc: BaseException) -> Unforeseen:
         return Unforeseen("nesting too deep (recursion limit reached)", internal=False)
     if isinstance(exc, ssl.SSLError):
         return Unforeseen(f"TLS setup failed: {exc.reason or exc}", internal=False)
-    if isinstance(exc, OSError) and exc.filename is not None:
-        return Unforeseen(f"cannot read {exc.filename}: {exc.strerror or exc}", internal=False)
+    if isinstance(exc, OSError):  # the machine's doing (files, sockets), not ours
+        if exc.filename is not None:
+            return Unforeseen(f"cannot read {exc.filename}: {exc.strerror or exc}", False)
+        return Unforeseen(f"system error: {exc.strerror or exc}", internal=False)
     text = str(exc) or "(no message)"
     return Unforeseen(f"internal error: {type(exc).__name__}: {text}", internal=True)

@@ -6,9 +6,12 @@ they are recorded whether or not verification was asked for.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import ipaddress
+import os
 import ssl
+from collections.abc import Iterator
 
 from smtpscript.model import TlsOptions
 from smtpscript.results import TlsFacts
@@ -25,7 +28,8 @@ VERSION_ORDER = ("SSLv3", "TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3")
 def make_context(options: TlsOptions) -> ssl.SSLContext:
     """A client context; verify defaults to true (chain and host name checked)."""
     verify = options.verify is not False
-    context = ssl.create_default_context(cafile=options.ca_file if verify else None)
+    with _naming(options.ca_file):
+        context = ssl.create_default_context(cafile=options.ca_file if verify else None)
     if not verify:
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
@@ -34,8 +38,21 @@ def make_context(options: TlsOptions) -> ssl.SSLContext:
             context.set_ciphers("DEFAULT:@SECLEVEL=0")  # auditors may need to talk to old servers
         context.minimum_version = TLS_VERSIONS[options.min_version]
     if options.client_cert:
-        context.load_cert_chain(options.client_cert, options.client_key)
+        with _naming(options.client_cert, options.client_key):
+            context.load_cert_chain(options.client_cert, options.client_key)
     return context
+
+
+@contextlib.contextmanager
+def _naming(*paths: str | None) -> Iterator[None]:
+    """ssl's file errors do not say which file: name the first one that cannot be read."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.filename is not None or isinstance(exc, ssl.SSLError):
+            raise
+        unreadable = next((p for p in paths if p and not os.access(p, os.R_OK)), paths[0])
+        raise OSError(exc.errno, exc.strerror, unreadable) from None
 
 
 def describe_verify_error(exc: ssl.SSLCertVerificationError) -> str:
