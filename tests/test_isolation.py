@@ -109,8 +109,7 @@ CRASHES = {
           - send: NOOP
         """,
         {},
-        "b.yaml:4: vars.password: environment variable SMTPSCRIPT_SURELY_UNSET_VARIABLE "
-        "is not set",
+        "b.yaml:4: vars.password: environment variable SMTPSCRIPT_SURELY_UNSET_VARIABLE is not set",
     ),
 }
 
@@ -187,9 +186,7 @@ def test_unforeseen_exceptions_end_only_their_run(tmp_path, sandbox_target, monk
     assert [e.text for e in middle.transcript if e.direction == "C"][-1] == "QUIT"
 
 
-def test_cli_writes_every_report_and_exits_3_for_an_internal_error(
-    tmp_path, monkeypatch, capsys
-):
+def test_cli_writes_every_report_and_exits_3_for_an_internal_error(tmp_path, monkeypatch, capsys):
     monkeypatch.setitem(actions.HANDLERS, m.Sleep, _bug)
     folder = tmp_path / "lib"
     folder.mkdir()
@@ -197,10 +194,8 @@ def test_cli_writes_every_report_and_exits_3_for_an_internal_error(
     write(folder, "b.yaml", SLEEPER)
     write(folder, "c.yaml", GOOD.format(title="last"))
     out = {k: tmp_path / f"out.{k}" for k in ("json", "html", "xml")}
-    status = run_cli(
-        ["run", str(folder), "-t", "sandbox"]
-        + ["--json", str(out["json"]), "--html", str(out["html"]), "--junit", str(out["xml"])]
-    )
+    reports = ["--json", str(out["json"]), "--html", str(out["html"]), "--junit", str(out["xml"])]
+    status = run_cli(["run", str(folder), "-t", "sandbox", *reports])
     err = capsys.readouterr().err
     assert status == 3, err
     assert "internal error" in err
