@@ -297,6 +297,16 @@ def test_the_fast_checker_agrees_with_jsonschema_on_header_names(name):
     assert expected is (name in ("Subject", "X-A_b.c~!"))
 
 
+def test_variable_and_capture_names_with_a_trailing_newline_are_refused(tmp_path, capsys):
+    # Python's '$' also matches before a final newline; the schema patterns guard against it
+    text = 'smtpscript: 1\ntitle: t\nvars: {"a\\n": 1}\nsteps:\n  - send: QUIT\n'
+    text += '    capture: {"q\\n": "(.*)"}\n'
+    status, _, err = cli(capsys, "validate", str(write(tmp_path, text)))
+    assert status == 2
+    assert "vars['a\\n']: 'a\\n' is not a valid variable name" in err[0]
+    assert "steps[0].capture['q\\n']: 'q\\n' is not a valid variable name" in err[1]
+
+
 # --- smtpscript report: hostile results JSON ----------------------------------------------
 
 GOOD_RESULTS = {

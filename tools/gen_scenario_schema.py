@@ -87,6 +87,9 @@ ENDPOINT = {
 }
 
 
+# a variable or capture name; (?!\n) as for header names below
+NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$(?!\n)"
+
 # RFC 5322 section 3.6.8: a field name is printable ASCII (33-126) except ':'. Anything
 # else (CR, LF, space, ':') would break the header block or inject a header. The
 # (?!\n) is for Python's re, where '$' also matches before a final newline.
@@ -159,7 +162,7 @@ REPLY_KEYS = {
         "description": "Variables to set from the reply text: {name: regex}; the first group, "
         "else the whole match.",
         "additionalProperties": {"type": "string"},
-        "propertyNames": {"pattern": "^[A-Za-z_][A-Za-z0-9_]*$"},
+        "propertyNames": {"pattern": NAME_PATTERN},
         "examples": [{"queue_id": "queued as ([A-Z0-9]+)"}],
     },
     "timeout": {
@@ -292,7 +295,7 @@ COMMON_TOP = {
         "type": "object",
         "description": "Variables for templates ({{ name }}). Lowest precedence: the library "
         "config, target vars and --var override them.",
-        "propertyNames": {"pattern": "^[A-Za-z_][A-Za-z0-9_]*$"},
+        "propertyNames": {"pattern": NAME_PATTERN},
     },
     "steps": {
         "type": "array",
