@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import os
+import sys
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -10,13 +12,20 @@ from typing import Any, TextIO
 
 from smtpscript.errors import ConfigError, Problem
 from smtpscript.model import SEVERITIES, Endpoint, Scenario, Target
-from smtpscript.results import RunResult
+from smtpscript.results import RunResult, ScenarioResult
 
 
 @dataclass
 class RunOutcome:
     run: RunResult = field(default_factory=RunResult)
     problems: list[Problem] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # one line each, e.g. a file skipped
+    signal: int | None = None  # SIGINT or SIGTERM stopped the run (run.incomplete says how)
+
+    @property
+    def internal_errors(self) -> list[ScenarioResult]:
+        """Scenario runs that hit a bug in smtpscript (their reason names the exception)."""
+        return [r for r in self.run.scenarios if r.internal_error]
 
     def failed(self, fail_on: str = "info") -> bool:
         """Exit status 1? Errors always count; failures from ``fail_on`` severity up."""
@@ -55,8 +64,9 @@ def run_paths(
 
     variables = variables or {}
     loaded = load_paths(paths, extra_names=variables)
+    warnings = list(getattr(loaded, "warnings", []))
     if loaded.problems:
-        return RunOutcome(problems=loaded.problems)
+        return RunOutcome(problems=loaded.problems, warnings=warnings)
     scenarios = select(loaded.scenarios, tags)
     if not scenarios:
         raise ConfigError("no scenarios to run" + (f" with tag {', '.join(tags)}" if tags else ""))
@@ -66,7 +76,26 @@ def run_paths(
         result = run(scenarios, resolved, options, view.scenario if view else None)
     if view:
         view.summary(result)
-    return RunOutcome(run=result)
+    return RunOutcome(run=result, warnings=warnings)
+
+
+def run_until_stopped(
+    paths: Sequence[str | Path], *, out: TextIO | None = None, quiet: bool = False, **options: Any
+) -> RunOutcome:
+    """run_paths, but SIGINT or SIGTERM give the outcome so far instead of an exception.
+
+    The sandbox is already stopped (and its key directory gone) when this returns;
+    ``outcome.signal`` says which signal came, ``outcome.run.incomplete`` what was lost.
+    """
+    from smtpscript.console import ConsoleView
+    from smtpscript.runner import Interrupted
+
+    try:
+        return run_paths(paths, out=out, quiet=quiet, **options)
+    except Interrupted as stop:
+        if not quiet:
+            ConsoleView(out).summary(stop.result)
+        return RunOutcome(run=stop.result, signal=stop.signum)
 
 
 @contextlib.contextmanager
@@ -117,26 +146,129 @@ def _sandbox():  # type: ignore[no-untyped-def]
         sandbox.stop()
 
 
+STDOUT = "-"  # as a report path: write that report to standard output
+
+
+def check_report_paths(paths: dict[str, Path | None]) -> None:
+    """Before anything runs: every report can be written where asked, else ConfigError.
+
+    ``paths`` maps an option name (``--json``) to its path; ``-`` is stdout, for one
+    report at most. So a typo in a path costs a second, not a whole run's results.
+    """
+    given = {option: path for option, path in paths.items() if path is not None}
+    to_stdout = [option for option, path in given.items() if str(path) == STDOUT]
+    if len(to_stdout) > 1:
+        raise ConfigError(f"{' and '.join(to_stdout)}: only one report can go to stdout ('-')")
+    seen: dict[str, str] = {}
+    for option, path in given.items():
+        if str(path) == STDOUT:
+            continue
+        problem = _unwritable(path)
+        if problem:
+            raise ConfigError(f"{option} {path}: {problem}")
+        where = os.path.abspath(path)
+        if where in seen:
+            raise ConfigError(f"{option} {path}: the same file as {seen[where]}")
+        seen[where] = option
+
+
+def _unwritable(path: Path) -> str | None:
+    """Why ``path`` cannot be written (as a new or replaced file), or None."""
+    if path.is_dir():
+        return "is a directory"
+    if path.exists():
+        return None if os.access(path, os.W_OK) else "cannot write to it (permission denied)"
+    parent = path.parent
+    if not parent.exists():
+        return f"directory {parent} does not exist"
+    if not parent.is_dir():
+        return f"{parent} is not a directory"
+    if not os.access(parent, os.W_OK | os.X_OK):
+        return f"cannot create files in {parent} (permission denied)"
+    return None
+
+
+@dataclass(frozen=True)
+class ReportError:
+    """A report that could not be written; ``internal``: a bug in its renderer."""
+
+    message: str
+    internal: bool = False
+
+
 def write_reports(
     run: RunResult,
     *,
     json_path: Path | None = None,
     html_path: Path | None = None,
     junit_path: Path | None = None,
-) -> None:
-    """Write the requested views of a run (each renderer imported only when asked for)."""
-    if json_path:
-        from smtpscript.results import write_json
+    stdout: TextIO | None = None,
+) -> list[ReportError]:
+    """Write the requested views of a run; ``-`` writes one to ``stdout``.
 
-        write_json(run, json_path)
-    if html_path:
-        from smtpscript.report import write_html
+    One that cannot be written (disk full, a directory removed mid-run) does not stop
+    the others: every failure comes back as one ReportError, in the order asked for.
+    """
+    views = [
+        ("JSON results", json_path, _json_text),
+        ("HTML report", html_path, _html_text),
+        ("JUnit XML", junit_path, _junit_text),
+    ]
+    errors = []
+    for what, path, render in views:
+        if path is None:
+            continue
+        try:
+            _write_view(path, render(run), stdout)
+        except OSError as exc:
+            detail = exc.strerror or str(exc)
+            errors.append(ReportError(f"cannot write the {what} to {path}: {detail}"))
+        except Exception as exc:  # a renderer bug must not cost the other reports
+            message = f"cannot write the {what} to {path}: {type(exc).__name__}: {exc}"
+            errors.append(ReportError(message, internal=True))
+    return errors
 
-        write_html(run, html_path)
-    if junit_path:
-        from smtpscript.report import write_junit
 
-        write_junit(run, junit_path)
+def _json_text(run: RunResult) -> str:
+    from smtpscript.results import to_json
+
+    return to_json(run) + "\n"
+
+
+def _html_text(run: RunResult) -> str:
+    from smtpscript.report import render_html
+
+    return render_html(run)
+
+
+def _junit_text(run: RunResult) -> str:
+    from smtpscript.report import render_junit
+
+    return render_junit(run)
+
+
+def _write_view(path: Path, text: str, stdout: TextIO | None) -> None:
+    if str(path) == STDOUT:
+        out = stdout or sys.stdout
+        try:
+            out.write(text)
+            out.flush()
+        except BrokenPipeError:
+            pass  # the reader went away (| head): its choice, not a failed report
+        return
+    opened = False
+    try:
+        with open(path, "w", encoding="utf-8") as handle:
+            opened = True
+            handle.write(text)
+    except OSError:
+        # Disk full mid-write: a truncated report would mislead, so remove it (only
+        # what we truncated, and only a regular file: never a device like /dev/full).
+        if opened:
+            with contextlib.suppress(OSError):
+                if path.is_file():
+                    path.unlink()
+        raise
 
 
 def load_results(paths: Sequence[Path]) -> RunResult:

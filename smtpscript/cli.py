@@ -3,26 +3,45 @@
 Only this module imports typer. Heavy modules (jsonschema, jinja2, yaml,
 asyncio) are imported inside the commands that need them, so ``--help`` and
 ``--version`` stay fast. Every user error becomes one line on stderr and an
-exit code from ExitStatus; ``--traceback`` re-raises for debugging.
+exit code from ExitStatus; any other exception is a bug in smtpscript and says
+so (exit 3); ``--traceback`` re-raises for debugging. Text from files and
+servers is escaped before it reaches the terminal. SIGTERM unwinds like Ctrl-C
+(sandbox and temporary files cleaned up); a reader that closes stdout early
+(``| head``) changes nothing but what it sees.
 """
 
 from __future__ import annotations
 
+import contextlib
 import enum
+import os
+import signal
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from smtpscript import __version__
 
+if TYPE_CHECKING:
+    from smtpscript.api import ReportError, RunOutcome
+
 
 class ExitStatus(enum.IntEnum):
     OK = 0
     FAILED = 1  # a scenario failed or could not be judged
-    USAGE = 2  # usage, validation or configuration error
-    INTERRUPTED = 130
+    USAGE = 2  # usage, validation or configuration error; a report that could not be written
+    INTERNAL = 3  # a bug in smtpscript
+    INTERRUPTED = 130  # SIGINT (Ctrl-C): 128 + 2
+    TERMINATED = 143  # SIGTERM: 128 + 15
+
+
+REPORT_BUG = (
+    "smtpscript: this is a bug in smtpscript, not in your scenarios or servers: please "
+    "re-run as 'smtpscript --traceback ...' and file an issue with the output"
+)
 
 
 app = typer.Typer(
@@ -64,7 +83,23 @@ def _root(
 
 
 def _err(message: str) -> None:
-    typer.echo(message, err=True)
+    """Lines on stderr, each escaped: messages quote file names, values and server text."""
+    from smtpscript.protocol import escape_controls
+
+    text = "\n".join(escape_controls(line) for line in message.split("\n"))
+    with contextlib.suppress(OSError):  # stderr gone too: nothing left to tell
+        typer.echo(text, err=True)
+
+
+def _out(line: str = "", nl: bool = True) -> None:
+    """A line on stdout. A reader that went away (| head) is no error: the exit status stands."""
+    with contextlib.suppress(BrokenPipeError):
+        typer.echo(line, nl=nl)
+
+
+def _warn(warnings: list[str]) -> None:
+    for warning in warnings:
+        _err(f"smtpscript: warning: {warning}")
 
 
 def _paths(paths: list[Path] | None) -> list[Path]:
@@ -92,6 +127,7 @@ def validate(paths: PathsArg = None, var: VarOpt = None) -> None:
     from smtpscript.loading import load_paths
 
     result = load_paths(_paths(paths), extra_names=parse_vars(var), keep_models=False)
+    _warn(getattr(result, "warnings", []))
     for problem in result.problems:
         _err(str(problem))
     bad_files = len({p.file for p in result.problems})
@@ -105,7 +141,7 @@ def validate(paths: PathsArg = None, var: VarOpt = None) -> None:
     if result.files == 0:
         _err("no scenario files found (*.yaml, *.yml)")
         raise typer.Exit(ExitStatus.USAGE)
-    typer.echo(f"{summary}: all valid")
+    _out(f"{summary}: all valid")
 
 
 def _count(n: int, noun: str) -> str:
@@ -119,8 +155,9 @@ def list_(paths: PathsArg = None) -> None:
     from smtpscript.loading import EVERY_NAME, load_paths
 
     result = load_paths(_paths(paths), extra_names=EVERY_NAME)  # listing is not validating
+    _warn(getattr(result, "warnings", []))
     for line in scenario_table(result.scenarios):
-        typer.echo(line)
+        _out(line)
     for problem in result.problems:
         _err(str(problem))
     if result.problems:
@@ -154,9 +191,15 @@ def run(
     jobs: Annotated[
         int, typer.Option("--jobs", "-j", min=1, max=512, help="Scenario runs at once.")
     ] = 4,
-    json_out: Annotated[Path | None, typer.Option("--json", help="Write JSON results.")] = None,
-    html_out: Annotated[Path | None, typer.Option("--html", help="Write the HTML report.")] = None,
-    junit_out: Annotated[Path | None, typer.Option("--junit", help="Write JUnit XML.")] = None,
+    json_out: Annotated[
+        Path | None, typer.Option("--json", help="Write JSON results ('-': to stdout).")
+    ] = None,
+    html_out: Annotated[
+        Path | None, typer.Option("--html", help="Write the HTML report ('-': to stdout).")
+    ] = None,
+    junit_out: Annotated[
+        Path | None, typer.Option("--junit", help="Write JUnit XML ('-': to stdout).")
+    ] = None,
     ca_file: Annotated[
         Path | None,
         typer.Option("--ca-file", help="Trust this CA (PEM) for TLS to the -t HOST targets."),
@@ -168,10 +211,19 @@ def run(
         bool, typer.Option("--verbose", "-v", help="Show the conversation.")
     ] = False,
 ) -> None:
-    """Run scenarios against targets; print a line per scenario (the conversation with -v)."""
-    from smtpscript.api import run_paths, write_reports
+    """Run scenarios against targets; print a line per scenario (the conversation with -v).
 
-    outcome = run_paths(
+    Exit 0 all passed, 1 a scenario failed or errored, 2 bad input or a report not
+    written, 3 a bug in smtpscript, 130/143 interrupted (SIGINT/SIGTERM; the reports
+    are still written, marked incomplete).
+    """
+    from smtpscript.api import check_report_paths, run_until_stopped, write_reports
+
+    reports = {"--json": json_out, "--html": html_out, "--junit": junit_out}
+    check_report_paths(reports)  # before connecting anywhere
+    # A report on stdout keeps stdout to itself: the console lines go to stderr.
+    on_stdout = any(str(path) == "-" for path in reports.values() if path is not None)
+    outcome = run_until_stopped(
         _paths(paths),
         targets=target or [],
         variables=parse_vars(var),
@@ -179,29 +231,65 @@ def run(
         concurrency=jobs,
         ca_file=ca_file,
         verbose=verbose,
+        out=sys.stderr if on_stdout else sys.stdout,
     )
+    _warn(outcome.warnings)
     if outcome.problems:
         for problem in outcome.problems:
             _err(str(problem))
         raise typer.Exit(ExitStatus.USAGE)
-    write_reports(outcome.run, json_path=json_out, html_path=html_out, junit_path=junit_out)
-    raise typer.Exit(ExitStatus.FAILED if outcome.failed(fail_on.value) else ExitStatus.OK)
+    failures = write_reports(
+        outcome.run, json_path=json_out, html_path=html_out, junit_path=junit_out
+    )
+    for failure in failures:
+        _err(f"smtpscript: error: {failure.message}")
+    raise typer.Exit(_run_status(outcome, fail_on.value, failures))
+
+
+def _run_status(outcome: RunOutcome, fail_on: str, failures: list[ReportError]) -> int:
+    """Interrupted beats a bug, a bug beats a finding, a finding beats a lost report."""
+    if outcome.signal is not None:
+        return 128 + outcome.signal
+    internal = outcome.internal_errors
+    if internal or any(f.internal for f in failures):
+        if internal:
+            runs = f"{len(internal)} scenario run{'' if len(internal) == 1 else 's'}"
+            _err(f"smtpscript: internal error in {runs}: {internal[0].reason or ''}")
+        _err(REPORT_BUG)
+        return ExitStatus.INTERNAL
+    if outcome.failed(fail_on):
+        return ExitStatus.FAILED
+    return ExitStatus.USAGE if failures else ExitStatus.OK
 
 
 @app.command()
 def report(
     results: Annotated[list[Path], typer.Argument(help="results.json files (several merge).")],
-    html_out: Annotated[Path | None, typer.Option("--html", help="Write the HTML report.")] = None,
-    junit_out: Annotated[Path | None, typer.Option("--junit", help="Write JUnit XML.")] = None,
-    json_out: Annotated[Path | None, typer.Option("--json", help="Write merged JSON.")] = None,
+    html_out: Annotated[
+        Path | None, typer.Option("--html", help="Write the HTML report ('-': to stdout).")
+    ] = None,
+    junit_out: Annotated[
+        Path | None, typer.Option("--junit", help="Write JUnit XML ('-': to stdout).")
+    ] = None,
+    json_out: Annotated[
+        Path | None, typer.Option("--json", help="Write merged JSON ('-': to stdout).")
+    ] = None,
 ) -> None:
     """Render reports again from saved JSON results (several files merge into one)."""
-    from smtpscript.api import load_results, write_reports
+    from smtpscript.api import check_report_paths, load_results, write_reports
 
     if not (html_out or junit_out or json_out):
         raise typer.BadParameter("give at least one of --html, --junit, --json")
+    check_report_paths({"--json": json_out, "--html": html_out, "--junit": junit_out})
     merged = load_results(results)
-    write_reports(merged, json_path=json_out, html_path=html_out, junit_path=junit_out)
+    failures = write_reports(merged, json_path=json_out, html_path=html_out, junit_path=junit_out)
+    for failure in failures:
+        _err(f"smtpscript: error: {failure.message}")
+    if any(f.internal for f in failures):
+        _err(REPORT_BUG)
+        raise typer.Exit(ExitStatus.INTERNAL)
+    if failures:
+        raise typer.Exit(ExitStatus.USAGE)
 
 
 @app.command()
@@ -245,18 +333,56 @@ def schema(
     """Print a JSON Schema (for editors: yaml-language-server, VS Code)."""
     from smtpscript.schemafile import schema_path
 
-    typer.echo(schema_path(name.value).read_text(encoding="utf-8"), nl=False)
+    _out(schema_path(name.value).read_text(encoding="utf-8"), nl=False)
+
+
+class Terminated(BaseException):
+    """SIGTERM outside a run: unwinds like Ctrl-C, so every ``finally`` (sandbox) runs.
+
+    A BaseException, not a KeyboardInterrupt: typer would turn that into exit 130.
+    """
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    raise Terminated
+
+
+@contextlib.contextmanager
+def _sigterm_unwinds() -> Iterator[None]:
+    try:
+        previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    except ValueError:  # not the main thread: signals are not ours to handle
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
 
 
 def run_cli(argv: list[str] | None = None) -> int:
     """Run the CLI and return its exit status (tests call this in-process)."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    try:
+        with _sigterm_unwinds():
+            status = _guarded(args)
+    except Terminated:  # arrived between _guarded's handlers and its return
+        status = ExitStatus.TERMINATED
+    # without standalone mode, click returns an Exit's code instead of raising it
+    # (typer turns Ctrl-C into a silent Exit(130))
+    if status in (ExitStatus.INTERRUPTED, ExitStatus.TERMINATED):
+        _err("smtpscript: interrupted")
+    return status if isinstance(status, int) else ExitStatus.OK
+
+
+def _guarded(args: list[str]) -> int:
+    """The command's exit status; every exception becomes one line and a status."""
     from smtpscript.errors import SmtpscriptError
 
     click_errors = _click_exceptions()
-    args = list(sys.argv[1:] if argv is None else argv)
     show_traceback = "--traceback" in args
     try:
-        status = typer.main.get_command(app).main(
+        return typer.main.get_command(app).main(
             args=args, prog_name="smtpscript", standalone_mode=False
         )
     except (typer.Exit, click_errors.Exit) as exc:
@@ -265,8 +391,9 @@ def run_cli(argv: list[str] | None = None) -> int:
         exc.show()
         return ExitStatus.USAGE
     except (KeyboardInterrupt, typer.Abort, click_errors.Abort):
-        _err("smtpscript: interrupted")
         return ExitStatus.INTERRUPTED
+    except Terminated:
+        return ExitStatus.TERMINATED
     except SmtpscriptError as exc:
         if show_traceback:
             raise
@@ -277,11 +404,12 @@ def run_cli(argv: list[str] | None = None) -> int:
             raise
         _err(f"smtpscript: error: {exc.filename or ''}: {exc.strerror or exc}")
         return ExitStatus.USAGE
-    # without standalone mode, click returns an Exit's code instead of raising it
-    # (typer turns Ctrl-C into a silent Exit(130))
-    if status == ExitStatus.INTERRUPTED:
-        _err("smtpscript: interrupted")
-    return status if isinstance(status, int) else ExitStatus.OK
+    except Exception as exc:  # anything else is a bug in smtpscript
+        if show_traceback:
+            raise
+        _err(f"smtpscript: internal error: {type(exc).__name__}: {exc}")
+        _err(REPORT_BUG)
+        return ExitStatus.INTERNAL
 
 
 def _click_exceptions():  # type: ignore[no-untyped-def]
@@ -297,4 +425,16 @@ def _click_exceptions():  # type: ignore[no-untyped-def]
 
 
 def main() -> None:
-    sys.exit(run_cli())
+    status = run_cli()
+    _release_stdout()
+    sys.exit(status)
+
+
+def _release_stdout() -> None:
+    """If stdout's reader went away (| head), point stdout at /dev/null, so that the
+    interpreter's last flush does not print an error ("Note on SIGPIPE", Python docs)."""
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
