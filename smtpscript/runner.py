@@ -11,9 +11,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import signal
+import threading
 import time
 from collections import ChainMap
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -630,8 +632,13 @@ async def run_many(
     targets: list[m.Target],
     options: RunOptions | None = None,
     on_result: Callable[[ScenarioResult], None] | None = None,
+    stop: StopSignals | None = None,
 ) -> RunResult:
-    """Every scenario on every target, at most ``options.concurrency`` at once."""
+    """Every scenario on every target, at most ``options.concurrency`` at once.
+
+    Once ``stop`` has caught a signal, runs not started never start and runs in flight
+    are cancelled; the result holds what finished and says it is ``incomplete``.
+    """
     options = options or RunOptions()
     limit = asyncio.Semaphore(max(1, options.concurrency))
     started = dt.datetime.now(dt.UTC)
@@ -645,15 +652,51 @@ async def run_many(
         return result
 
     pairs = [(s, t) for t in targets for s in scenarios]
-    results = await asyncio.gather(*(one(s, t) for s, t in pairs))
-    return RunResult(
+    tasks = [asyncio.create_task(one(s, t)) for s, t in pairs]
+    if stop is not None:
+        stop.watch(tasks)
+    await asyncio.gather(*tasks, return_exceptions=True)  # cancelled runs must not end it
+    run = RunResult(
         tool_version=__version__,
         started_at=started.isoformat(timespec="seconds"),
         finished_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         duration_ms=round((time.monotonic() - t0) * 1000, 3),
-        targets=[r.target for r in results[:: max(1, len(scenarios))]] if scenarios else [],
-        scenarios=list(results),
+        targets=_target_infos(targets, tasks, len(scenarios)) if scenarios else [],
+        scenarios=_results(tasks),
     )
+    if stop is not None and stop.signum is not None:
+        finished = sum(1 for t in tasks if not t.cancelled() and not t.cancelling())
+        run.incomplete = (
+            f"interrupted by {signal.Signals(stop.signum).name}: "
+            f"{finished} of {len(tasks)} scenario runs finished"
+        )
+    return run
+
+
+def _results(tasks: list[asyncio.Task[ScenarioResult]]) -> list[ScenarioResult]:
+    """What the runs returned, in order; cancelled runs that returned nothing are missing."""
+    results = []
+    for task in tasks:
+        if task.cancelled():
+            continue
+        error = task.exception()
+        if error is not None:
+            raise error  # not a scenario's failure (ScenarioRun keeps those): a bug
+        results.append(task.result())
+    return results
+
+
+def _target_infos(
+    targets: list[m.Target], tasks: list[asyncio.Task[ScenarioResult]], per_target: int
+) -> list[TargetInfo]:
+    """Each target as its first finished run saw it, else as given (an interrupted run)."""
+    infos = []
+    for n, target in enumerate(targets):
+        mine = tasks[n * per_target : (n + 1) * per_target]
+        seen = next((t.result().target for t in mine if t.done() and not t.cancelled()), None)
+        port = target.endpoint.port or m.DEFAULT_PORT
+        infos.append(seen or TargetInfo(target.name, target.endpoint.host or "", port))
+    return infos
 
 
 def run(
@@ -662,5 +705,71 @@ def run(
     options: RunOptions | None = None,
     on_result: Callable[[ScenarioResult], None] | None = None,
 ) -> RunResult:
-    """Synchronous entry point for the CLI and tests."""
-    return asyncio.run(run_many(scenarios, targets, options, on_result))
+    """Synchronous entry point for the CLI and tests.
+
+    SIGINT (Ctrl-C) and SIGTERM stop the run early: it then raises Interrupted, a
+    KeyboardInterrupt that carries the RunResult of what finished, so that the caller
+    can still write every report (and clean up) before it exits.
+    """
+    stop = StopSignals()
+    with asyncio.Runner() as runner, stop.installed(runner.get_loop()):
+        result = runner.run(run_many(scenarios, targets, options, on_result, stop))
+    if stop.signum is not None:
+        raise Interrupted(result, stop.signum)
+    return result
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGINT or SIGTERM stopped run(); ``result`` holds the scenario runs that finished."""
+
+    def __init__(self, result: RunResult, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.result = result
+        self.signum = signum
+
+
+class StopSignals:
+    """SIGINT and SIGTERM during one run: remember the first, cancel the scenario runs.
+
+    A Python-level handler (not loop.add_signal_handler) so that it also works where
+    the loop has no signal support, and so that the previous handlers (the CLI's) come
+    back afterwards. A second signal cancels again: a QUIT still in progress is dropped.
+    """
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self._tasks: list[asyncio.Task[ScenarioResult]] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def watch(self, tasks: list[asyncio.Task[ScenarioResult]]) -> None:
+        self._tasks = tasks
+        if self.signum is not None:  # the signal came before the runs were created
+            self._cancel()
+
+    @contextlib.contextmanager
+    def installed(self, loop: asyncio.AbstractEventLoop) -> Iterator[None]:
+        if threading.current_thread() is not threading.main_thread():
+            yield  # only the main thread receives signals
+            return
+        self._loop = loop
+        previous = {sig: signal.signal(sig, self._caught) for sig in self.SIGNALS}
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, signal.SIG_DFL if handler is None else handler)
+            self._loop = None
+
+    def _caught(self, signum: int, frame: object) -> None:
+        if self.signum is None:
+            self.signum = signum
+        if self._loop is not None:
+            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+                self._loop.call_soon_threadsafe(self._cancel)
+
+    def _cancel(self) -> None:
+        for task in self._tasks:
+            if not task.done():
+                task.cancel()
