@@ -251,8 +251,14 @@ def _write_view(path: Path, text: str, stdout: TextIO | None) -> None:
     if str(path) == STDOUT:
         out = stdout or sys.stdout
         try:
-            out.write(text)
             out.flush()
+            binary = getattr(out, "buffer", None)
+            if binary is not None:  # a report is UTF-8 (it says so), whatever the terminal is
+                binary.write(text.encode("utf-8"))
+                binary.flush()
+            else:
+                out.write(text)
+                out.flush()
         except BrokenPipeError:
             pass  # the reader went away (| head): its choice, not a failed report
         return

@@ -238,11 +238,14 @@ def run(
         for problem in outcome.problems:
             _err(str(problem))
         raise typer.Exit(ExitStatus.USAGE)
-    failures = write_reports(
-        outcome.run, json_path=json_out, html_path=html_out, junit_path=junit_out
-    )
+    with _signals_deferred() as late:  # what finished is on its way to disk: let it land
+        failures = write_reports(
+            outcome.run, json_path=json_out, html_path=html_out, junit_path=junit_out
+        )
     for failure in failures:
         _err(f"smtpscript: error: {failure.message}")
+    if outcome.signal is None:
+        outcome.signal = late.signum
     raise typer.Exit(_run_status(outcome, fail_on.value, failures))
 
 
@@ -282,9 +285,14 @@ def report(
         raise typer.BadParameter("give at least one of --html, --junit, --json")
     check_report_paths({"--json": json_out, "--html": html_out, "--junit": junit_out})
     merged = load_results(results)
-    failures = write_reports(merged, json_path=json_out, html_path=html_out, junit_path=junit_out)
+    with _signals_deferred() as late:
+        failures = write_reports(
+            merged, json_path=json_out, html_path=html_out, junit_path=junit_out
+        )
     for failure in failures:
         _err(f"smtpscript: error: {failure.message}")
+    if late.signum is not None:
+        raise typer.Exit(128 + late.signum)
     if any(f.internal for f in failures):
         _err(REPORT_BUG)
         raise typer.Exit(ExitStatus.INTERNAL)
@@ -358,6 +366,35 @@ def _sigterm_unwinds() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
+
+
+class _Deferred:
+    """A signal handler that notes the first SIGINT/SIGTERM and stops only on a second."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+
+    def __call__(self, signum: int, frame: object) -> None:
+        if self.signum is not None:
+            raise Terminated if signum == signal.SIGTERM else KeyboardInterrupt
+        self.signum = signum
+
+
+@contextlib.contextmanager
+def _signals_deferred() -> Iterator[_Deferred]:
+    """While reports are written, a first signal waits for them (the exit status says it)."""
+    deferred = _Deferred()
+    signals = (signal.SIGINT, signal.SIGTERM)
+    try:
+        previous = [signal.signal(sig, deferred) for sig in signals]
+    except ValueError:  # not the main thread
+        yield deferred
+        return
+    try:
+        yield deferred
+    finally:
+        for sig, handler in zip(signals, previous, strict=True):
+            signal.signal(sig, signal.SIG_DFL if handler is None else handler)
 
 
 def run_cli(argv: list[str] | None = None) -> int:

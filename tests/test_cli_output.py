@@ -441,3 +441,25 @@ def test_load_warnings_are_one_stderr_line_each(capsys, tmp_path):
     assert len(warnings) == 1 and "pipe.yaml" in warnings[0]
     status, _, err = cli(capsys, "validate", tmp_path)
     assert status == 0 and err.startswith("smtpscript: warning: ") and "pipe.yaml" in err
+
+
+@pytest.mark.chromium
+def test_the_incomplete_banner_shows_in_chromium(tmp_path, browser):
+    from smtpscript.report import write_html
+
+    run = _surrogate_run()
+    run.incomplete = "interrupted by SIGTERM: 1 of 4 scenario runs finished"
+    write_html(run, tmp_path / "r.html")
+    browser.open((tmp_path / "r.html").as_uri(), width=1280, height=900)
+    browser.settle(0.3)
+    banner = browser.evaluate(
+        "(() => { const b = document.getElementById('incomplete');"
+        " const r = b.getBoundingClientRect();"
+        " return [b.innerText, r.height > 0 && r.top < innerHeight]; })()"
+    )
+    text = " ".join(banner[0].split())
+    assert text.lower().startswith("incomplete run interrupted by sigterm: 1 of 4 scenario runs")
+    assert banner[1] is True  # on the first screen, not somewhere below
+    status = browser.evaluate("document.querySelector('.status').innerText")
+    assert status.lower() == "incomplete run · 1 finding"  # not a green "No findings"
+    assert browser.log.errors() == []

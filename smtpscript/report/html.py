@@ -183,7 +183,7 @@ def build_view(run: RunResult) -> dict[str, Any]:
     targets = _target_names(run)
     return {
         "run": run,
-        "status": "passed" if run.ok else "failed",
+        "status": "passed" if run.ok and not run.incomplete else "failed",
         "counts": [(v, run.counts()[v]) for v in VERDICT_ORDER],
         "total": len(run.scenarios),
         "errors": run.counts()["error"],
