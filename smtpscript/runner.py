@@ -27,6 +27,7 @@ from smtpscript.failures import classify
 from smtpscript.patterns import CodePattern
 from smtpscript.protocol import Reply
 from smtpscript.redaction import EnvView, SecretTracker
+from smtpscript.regexes import MatchTimeout
 from smtpscript.results import (
     ReplyRecord,
     RunResult,
@@ -190,7 +191,8 @@ class ScenarioRun:
     @staticmethod
     def _reason(record: _Record) -> str:
         step = record.result
-        return f"{record.file}:{step.line}: {step.path} ({step.name}): {step.message}"
+        name = step.name or step.kind
+        return f"{record.file}:{step.line}: {step.path} ({name}): {step.message}"
 
     def _init_vars(self) -> None:
         """Vars layered lowest first: scenario < library < target < --var.
@@ -213,9 +215,9 @@ class ScenarioRun:
         for name, (level, value) in winners.items():
             try:
                 rendered = self.render(value) if isinstance(value, str) else value
-            except TemplateError as exc:
+            except Exception as exc:
                 where = self._var_origin(name, level)
-                raise _SetupError(f"{where}: {exc}") from None
+                raise _SetupError(f"{where}: {self._explain(exc)}") from None
             self.variables[name] = rendered
             if name in secrets:
                 self.tracker.add(rendered)
@@ -232,8 +234,16 @@ class ScenarioRun:
     def _when(self, expression: str) -> bool:
         try:
             return bool(self._evaluate(expression))
-        except TemplateError as exc:
-            raise _SetupError(f"{self._mark('when')}: when: {exc}") from None
+        except Exception as exc:
+            raise _SetupError(f"{self._mark('when')}: when: {self._explain(exc)}") from None
+
+    def _explain(self, exc: Exception) -> str:
+        """A template's own error as it is; anything else classified (and bugs flagged)."""
+        if isinstance(exc, TemplateError):
+            return str(exc)
+        failure = classify(exc)
+        self.internal_error |= failure.internal
+        return failure.message
 
     # --- steps -----------------------------------------------------------------------
 
@@ -250,8 +260,9 @@ class ScenarioRun:
                 self._skip(step, f"when: {step.when} is false")
                 return True
             count = self._repeat_count(step)
-        except TemplateError as exc:
-            return self._fail_before(step, f"{'when' if step.when else 'repeat'}: {exc}")
+        except Exception as exc:
+            key = "when" if step.when else "repeat"
+            return self._fail_before(step, f"{key}: {self._explain(exc)}")
         for index in range(1, count + 1):
             # A step without repeat inside a repeated include keeps the include's index.
             if step.repeat is not None or "index" not in self.scope:
@@ -309,6 +320,7 @@ class ScenarioRun:
             RemoteProtocolError,
             LocalProtocolError,
             TemplateError,
+            MatchTimeout,
         ) as exc:
             verdict: Verdict = "failed" if getattr(exc, "verify_failed", False) else "error"
             return self._finish(record, verdict, str(exc))
@@ -319,8 +331,8 @@ class ScenarioRun:
             rendered = {
                 k: self.render(v) if isinstance(v, str) else v for k, v in group.with_vars.items()
             }
-        except TemplateError as exc:
-            return self._fail_before(step, f"with: {exc}")
+        except Exception as exc:
+            return self._fail_before(step, f"with: {self._explain(exc)}")
         self.scope.maps.insert(0, rendered)
         try:
             return await self._run_steps(group.steps)
@@ -555,6 +567,9 @@ class ScenarioRun:
                 self.judge(inner, reply, DEFAULTS["send"], record)
             except StepFailed as exc:
                 ok = self._finish(record, "failed", str(exc)) and ok
+                continue
+            except MatchTimeout as exc:
+                ok = self._finish(record, "error", str(exc)) and ok
                 continue
             except (ReplyTimeout, RemoteProtocolError) as exc:
                 self._finish_rest(records[n + 1 :], "not judged: an earlier reply was missing")
