@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-from smtpscript.errors import ConfigError, Problem
+from smtpscript.errors import ConfigError, Problem, did_you_mean
 from smtpscript.model import SEVERITIES, Endpoint, Scenario, Target
 from smtpscript.results import RunResult, ScenarioResult
 
@@ -45,6 +45,18 @@ def select(scenarios: list[Scenario], tags: Sequence[str]) -> list[Scenario]:
     return [s for s in scenarios if wanted & set(s.tags)]
 
 
+def unused_variables(variables: dict[str, str], scenarios: Sequence[Scenario]) -> list[str]:
+    """A --var that no selected scenario reads or defines is most likely a typo."""
+    known: set[str] = set()
+    for scenario in scenarios:
+        known |= scenario.names_used | set(scenario.vars)
+    return [
+        f"--var {name}: no selected scenario uses it{did_you_mean(name, sorted(known))}"
+        for name in variables
+        if name not in known
+    ]
+
+
 def run_paths(
     paths: Sequence[str | Path],
     *,
@@ -70,6 +82,7 @@ def run_paths(
     scenarios = select(loaded.scenarios, tags)
     if not scenarios:
         raise ConfigError("no scenarios to run" + (f" with tag {', '.join(tags)}" if tags else ""))
+    warnings += unused_variables(variables, scenarios)
     view = None if quiet else ConsoleView(out, verbose=verbose)
     options = RunOptions(overrides=dict(variables), concurrency=concurrency)
     with resolved_targets(targets, scenarios, ca_file) as resolved:

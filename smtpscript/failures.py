@@ -13,8 +13,6 @@ from __future__ import annotations
 import ssl
 from dataclasses import dataclass
 
-REPORT_HINT = "this is a bug in smtpscript: re-run with --traceback and report the output"
-
 
 @dataclass(frozen=True)
 class Unforeseen:

@@ -390,3 +390,19 @@ def test_a_secret_var_is_secret_before_later_vars_render(tmp_path, sandbox_targe
     assert result.verdict == "passed", result.reason
     assert result.steps[1].sent == ["NOOP ********"]
     assert "tok-3141592653" not in json.dumps([s.name for s in result.steps])
+
+
+def test_a_var_no_scenario_uses_is_warned_about(tmp_path, capsys):
+    write(tmp_path, "s.yaml", GOOD.format(title="x"))
+    status = run_cli(["run", str(tmp_path), "-t", "sandbox", "--var", "helo=x"])
+    err = capsys.readouterr().err
+    assert status == 0
+    assert err.splitlines() == ["smtpscript: warning: --var helo: no selected scenario uses it"]
+
+
+def test_a_var_a_fragment_reads_counts_as_used(tmp_path, capsys):
+    write(tmp_path, "f.yaml", "smtpscript: 1\nfragment: true\nsteps:\n  - ehlo: '{{ helo }}'\n")
+    write(tmp_path, "s.yaml", "smtpscript: 1\ntitle: x\nsteps:\n  - include: f.yaml\n")
+    status = run_cli(["run", str(tmp_path / "s.yaml"), "-t", "sandbox", "--var", "helo=x.test"])
+    assert status == 0
+    assert "warning" not in capsys.readouterr().err
