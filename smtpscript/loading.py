@@ -12,7 +12,7 @@ import multiprocessing
 import os
 import stat
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -283,7 +283,7 @@ class _Session:
         elif len(stack) > MAX_INCLUDE_DEPTH:
             why = f"includes nested deeper than {MAX_INCLUDE_DEPTH}"
         elif not self.is_file(path):
-            why = f"included file not found: {target}"
+            why = _not_includable(path, target)
         else:
             try:
                 fragment = self.fragment(path)
@@ -305,12 +305,12 @@ class _Session:
         return problems
 
 
-def _all_steps(steps: list[Any]) -> Iterator[dict[str, Any]]:
-    for step in steps:
-        if isinstance(step, dict):
-            yield step
-            if isinstance(step.get("pipeline"), list):
-                yield from _all_steps(step["pipeline"])
+def _not_includable(path: Path, target: str) -> str:
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return f"included file not found: {target}"
+    return f"included file {target} is not a regular file ({file_kind(mode)})"
 
 
 class _Builder:

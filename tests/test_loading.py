@@ -507,3 +507,13 @@ def test_counting_without_models_gives_the_same_counts(tmp_path, monkeypatch):
     counted = load_paths(["."], keep_models=False)
     assert counted.scenarios == [] and counted.valid == full.valid == len(full.scenarios)
     assert counted.problems == full.problems and counted.fragments == full.fragments
+
+
+def test_an_include_of_a_fifo_says_what_it_is_and_does_not_hang(tmp_path):
+    os.mkfifo(tmp_path / "frag.yaml")
+    scenario = tmp_path / "s.yaml"
+    scenario.write_text("smtpscript: 1\ntitle: t\nsteps:\n  - include: frag.yaml\n")
+    problems = [str(p) for p in load_paths([scenario]).problems]
+    assert problems == [
+        f"{scenario}:4:14: steps[0].include: included file frag.yaml is not a regular file (a FIFO)"
+    ]
