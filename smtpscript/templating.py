@@ -15,8 +15,10 @@ from functools import lru_cache
 from typing import Any
 
 import jinja2
-from jinja2 import meta
-from jinja2.sandbox import SandboxedEnvironment
+from jinja2 import meta, nodes
+
+from smtpscript import jinjabounds
+from smtpscript.errors import did_you_mean
 
 # re-exported: the runner and tests know them from here
 from smtpscript.redaction import EnvView as EnvView
@@ -40,15 +42,14 @@ def _b64decode(value: object) -> str:
 
 
 @lru_cache(maxsize=1)
-def environment() -> SandboxedEnvironment:
-    env = SandboxedEnvironment(
+def environment() -> jinjabounds.BoundedEnvironment:
+    """The sandbox every scenario template runs in (its limits: see jinjabounds)."""
+    return jinjabounds.BoundedEnvironment(
+        filters={"b64": _b64, "b64decode": _b64decode},
         undefined=jinja2.StrictUndefined,
         autoescape=False,  # SMTP text, not HTML; the HTML report escapes on its own
         keep_trailing_newline=True,
     )
-    env.filters["b64"] = _b64
-    env.filters["b64decode"] = _b64decode
-    return env
 
 
 def syntax_error(source: str) -> tuple[int, str] | None:
@@ -69,6 +70,20 @@ def names_used(source: str, *, expression: bool = False) -> set[str]:
         return set()
 
 
+def unknown_name(tree: nodes.Template) -> tuple[int, str] | None:
+    """(line, message) for the first filter or test the sandbox does not have.
+
+    Jinja finds these only when compiling, which validation never does.
+    """
+    env = environment()
+    for node in tree.find_all((nodes.Filter, nodes.Test)):
+        is_filter = isinstance(node, nodes.Filter)
+        kind, known = ("filter", env.filters) if is_filter else ("test", env.tests)
+        if node.name not in known:
+            return node.lineno, f"no {kind} named '{node.name}'{did_you_mean(node.name, known)}"
+    return None
+
+
 def is_template(source: str) -> bool:
     return "{{" in source or "{%" in source or "{#" in source
 
@@ -78,6 +93,11 @@ def _compiled(source: str) -> jinja2.Template:
     return environment().from_string(source.replace("\r", _CR))
 
 
+@lru_cache(maxsize=1024)
+def _expression(source: str) -> Any:
+    return environment().compile_expression(source, undefined_to_none=False)
+
+
 # Jinja's lexer turns every CR, CRLF and LF of a template's text into LF; a raw: step
 # must send the CRs it was written with (smuggling checks mix CRLF and bare LF), so a
 # CR stands in disguise while Jinja reads the template.
@@ -85,14 +105,31 @@ _CR = "\U0010fffd"
 
 
 @contextmanager
-def _user_errors(kind: str) -> Iterator[None]:
+def _user_errors(kind: str, source: str) -> Iterator[None]:
     """Whatever goes wrong inside a user's template becomes one TemplateError line."""
     try:
         yield
     except jinja2.UndefinedError as exc:
         raise TemplateError(_undefined(exc.message or "")) from None
-    except (jinja2.TemplateError, TypeError, ValueError, ArithmeticError) as exc:
+    except jinja2.TemplateAssertionError as exc:
+        raise TemplateError(f"{kind}: {_assertion_message(exc, source)}") from None
+    except RecursionError:
+        raise TemplateError(f"{kind}: calls or values nested too deeply (recursion)") from None
+    except MemoryError:
+        raise TemplateError(f"{kind}: out of memory") from None
+    except KeyError as exc:
+        raise TemplateError(f"{kind}: no key {exc}") from None
+    except (jinja2.TemplateError, TypeError, ValueError, ArithmeticError, LookupError) as exc:
         raise TemplateError(f"{kind}: {exc}") from None
+
+
+def _assertion_message(exc: jinja2.TemplateAssertionError, source: str) -> str:
+    """Jinja's "No filter named 'x'." with a did-you-mean hint when we can find one."""
+    try:
+        found = unknown_name(environment().parse(source))
+    except jinja2.TemplateSyntaxError:
+        found = None
+    return found[1] if found else str(exc.message or exc)
 
 
 _MISSING_ENV = re.compile(r"EnvView object' has no (?:attribute|element) '([^']*)'")
@@ -110,12 +147,12 @@ def render(source: str, context: Mapping[str, Any]) -> str:
     """Render one template string; plain strings are returned as they are (fast path)."""
     if not is_template(source):
         return source
-    with _user_errors("template error"):
-        text = _compiled(source).render(context)
+    with _user_errors("template error", source):
+        text = jinjabounds.render(_compiled(source), context)
     return text.replace(_CR, "\r") if "\r" in source else text
 
 
 def evaluate(expression: str, context: Mapping[str, Any]) -> Any:
     """Evaluate a ``when:`` expression."""
-    with _user_errors("expression error"):
-        return environment().compile_expression(expression, undefined_to_none=False)(context)
+    with _user_errors("expression error", "{{ " + expression + " }}"):
+        return jinjabounds.evaluate(_expression(expression), context)
