@@ -367,6 +367,10 @@ def _analyse_template(source: str) -> tuple[tuple[int, str] | None, frozenset[st
     except jinja2.TemplateSyntaxError as exc:
         message = _jinja_message(exc.message, source)
         return (exc.lineno, f"template error: {message}"), frozenset()
+    # Jinja looks filters and tests up only when compiling, which validation never does
+    unknown = templating.unknown_name(tree)
+    if unknown:
+        return (unknown[0], f"template error: {unknown[1]}"), frozenset()
     return None, frozenset(meta.find_undeclared_variables(tree))
 
 
@@ -376,12 +380,20 @@ def _analyse_expression(source: str) -> tuple[str | None, frozenset[str]]:
     from jinja2 import meta
 
     env = templating.environment()
+    unknown: str | None = None
     try:
-        env.compile_expression(source)
-        names = frozenset(meta.find_undeclared_variables(env.parse("{{ " + source + " }}")))
+        try:
+            env.compile_expression(source)
+        except jinja2.TemplateAssertionError as exc:  # an unknown filter or test
+            unknown = _jinja_message(exc.message)
+        tree = env.parse("{{ " + source + " }}")
     except jinja2.TemplateSyntaxError as exc:
         message = _jinja_message(exc.message).replace("end of template", "end of expression")
         return f"expression error: {message}", frozenset()
+    found = templating.unknown_name(tree)
+    if found or unknown:
+        return f"expression error: {found[1] if found else unknown}", frozenset()
+    names = frozenset(meta.find_undeclared_variables(tree))
     misplaced = sorted(names & _JINJA_WORDS)
     if misplaced:
         return f"expression error: '{misplaced[0]}' needs a value on each side", frozenset()
