@@ -15,18 +15,6 @@ from smtpscript.session import Closed
 from smtpscript.tlsinfo import version_at_least
 
 ANY = CodePattern(("any",))
-DEFAULTS: dict[str, CodePattern] = {
-    "connect": CodePattern(("220",)),
-    "send": CodePattern(("2xx", "3xx")),
-    "raw": ANY,
-    "ehlo": CodePattern(("250",)),
-    "helo": CodePattern(("250",)),
-    "lhlo": CodePattern(("250",)),
-    "starttls": CodePattern(("220",)),
-    "auth": CodePattern(("235",)),
-    "data": CodePattern(("250",)),
-    "read": ANY,
-}
 
 
 class StepError(Exception):

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from smtpscript import model as m
+from smtpscript.actions import ACTIONS
 from smtpscript.errors import ConfigError, Problem, ScenarioError
 from smtpscript.patterns import parse_code_pattern, parse_status_pattern
 from smtpscript.semantics import IncludeInfo, fragment_interface
@@ -353,7 +354,7 @@ class _Builder:
             severity=data.get("severity", "medium"),
             tags=tuple(data.get("tags", ())),
             references=tuple(data.get("references", ())),
-            target=endpoint(data.get("target") or {}),
+            target=m.endpoint_from(data.get("target") or {}),
             vars=dict(data.get("vars") or {}),
             secrets=tuple(data.get("secrets", ())),
             public_env=tuple(data.get("public_env", ())),
@@ -371,7 +372,7 @@ class _Builder:
         return tuple(self.step(item, (*path, i)) for i, item in enumerate(items))
 
     def step(self, data: dict[str, Any], path: JsonPath) -> m.Step:
-        kind = next(k for k in data if k in m.ACTION_NAMES)
+        kind = next(k for k in data if k in ACTIONS)
         return m.Step(
             action=self.action(kind, data, path),
             kind=kind,
@@ -392,7 +393,7 @@ class _Builder:
             return self.include(value, data.get("with") or {}, (*path, "include"))
         if kind == "pipeline":
             return m.Pipeline(self.steps(value, (*path, "pipeline")))
-        return build_action(kind, value)
+        return ACTIONS[kind].build(value)
 
     def include(self, target: str, with_vars: dict[str, Any], path: JsonPath) -> m.Group:
         fragment_path, doc, found = self.session.open_include((self.doc, path), self.stack, target)
@@ -407,53 +408,6 @@ class _Builder:
         self.problems += inner.problems
         defaults = dict(doc.data.get("vars") or {})
         return m.Group(source=doc.file, steps=steps, with_vars={**defaults, **with_vars})
-
-
-def build_action(kind: str, value: Any) -> m.Action:
-    """Model of a leaf action from its validated YAML value."""
-    if kind == "connect":
-        return m.Connect(endpoint(value or {}))
-    if kind == "send":
-        return m.Send(value)
-    if kind == "raw":
-        return m.Raw(value)
-    if kind in ("ehlo", "helo", "lhlo"):
-        return m.Greet(kind.upper(), value)  # type: ignore[arg-type]
-    if kind == "starttls":
-        return m.StartTls(tls_options(value or {}))
-    if kind == "auth":
-        return m.Auth(**value)
-    if kind == "data":
-        return _data(value)
-    if kind == "sleep":
-        return m.Sleep(float(value))
-    if kind == "read":
-        return m.Read()
-    raise AssertionError(f"unhandled action {kind}")  # validation guarantees the kinds
-
-
-def _data(value: str | dict[str, Any]) -> m.Data:
-    if isinstance(value, str):
-        return m.Data(text=value)
-    headers = tuple((k, str(v)) for k, v in (value.get("headers") or {}).items())
-    return m.Data(headers=headers, body=value.get("body", ""))
-
-
-def tls_options(data: dict[str, Any]) -> m.TlsOptions:
-    keys = ("verify", "server_name", "ca_file", "min_version", "client_cert", "client_key")
-    return m.TlsOptions(**{k: data[k] for k in keys if k in data})
-
-
-def endpoint(data: dict[str, Any]) -> m.Endpoint:
-    return m.Endpoint(
-        host=data.get("host"),
-        port=data.get("port"),
-        tls=data.get("tls"),
-        tls_options=tls_options(data),
-        timeout=data.get("timeout"),
-        connect_timeout=data.get("connect_timeout"),
-        source_address=data.get("source_address"),
-    )
 
 
 def expectation(data: dict[str, Any]) -> m.Expectation:

@@ -19,10 +19,11 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from smtpscript import __version__, actions, expectations, protocol, transcript
+from smtpscript import __version__, expectations, protocol, transcript
 from smtpscript import model as m
+from smtpscript.actions import ACTIONS
 from smtpscript.errors import LimitExceeded, LocalProtocolError, RemoteProtocolError
-from smtpscript.expectations import ANY, DEFAULTS, ConnectionGone, StepError, StepFailed
+from smtpscript.expectations import ANY, ConnectionGone, StepError, StepFailed
 from smtpscript.failures import classify
 from smtpscript.patterns import CodePattern
 from smtpscript.protocol import Reply
@@ -44,6 +45,7 @@ from smtpscript.session import (
     SendTimeout,
     Session,
 )
+from smtpscript.stepcontext import RunStepContext
 from smtpscript.templating import TemplateError, evaluate, render
 from smtpscript.tlsinfo import make_context
 
@@ -296,12 +298,14 @@ class ScenarioRun:
             return await self._run_group(step, action)
         if isinstance(action, m.Pipeline):
             return await self._pipeline(step, action, repeat_index)
-        needs_connection = not isinstance(action, m.Connect | m.Sleep) and self.session is None
+        spec = ACTIONS[step.kind]
+        needs_connection = spec.needs_connection and self.session is None
         if needs_connection and not await self._implicit_connect(step):
             return False
         record = self._start(step, repeat_index)
         try:
-            await self._dispatch(step, record)
+            assert spec.run is not None  # groups were expanded above
+            await spec.run(RunStepContext(self, step, record), action)
         except StepFailed as exc:
             return self._finish(record, "failed", str(exc))
         except SendTimeout as exc:  # alive but not reading: nothing to judge
@@ -311,7 +315,7 @@ class ScenarioRun:
             # (whether the write or the read notices first is a race; the verdict must not be).
             closed = Closed()
             record.result.replies.append(_reply_record(closed, 0.0, self.tracker))
-            message = expectations.check(step.expect, DEFAULTS.get(step.kind, ANY), closed)
+            message = expectations.check(step.expect, _default_expect(step), closed)
             return self._finish(record, "failed" if message else "passed", message)
         except (
             StepError,
@@ -341,18 +345,13 @@ class ScenarioRun:
 
     async def _implicit_connect(self, before: m.Step) -> bool:
         step = m.Step(
-            action=m.Connect(),
+            action=ACTIONS["connect"].build({}),
             kind="connect",
             path=before.path,
             pos=before.pos,
             name="connect (implicit)",
         )
         return await self._run_once(step, None)
-
-    async def _dispatch(self, step: m.Step, record: _Record) -> None:
-        action = step.action
-        handler = actions.HANDLERS[type(action)]
-        await handler(self, step, action, record)
 
     # --- recording -----------------------------------------------------------------
 
@@ -362,7 +361,7 @@ class ScenarioRun:
                 f"more than {MAX_STEPS_PER_RUN:,} steps in one run (the limit; nested "
                 "repeats multiply)"
             )
-        default = DEFAULTS.get(step.kind, ANY)
+        default = ACTIONS[step.kind].default_expect
         result = StepResult(
             index=len(self.steps) + 1,
             path=step.path,
@@ -370,7 +369,7 @@ class ScenarioRun:
             name=self._name(step),
             line=step.pos.line,
             verdict="passed",
-            expected=expectations.describe(step.expect, default) if step.kind in DEFAULTS else "",
+            expected=expectations.describe(step.expect, default) if default else "",
             repeat_index=repeat_index,
         )
         record = _Record(result, time.monotonic(), step.pos.file)
@@ -470,7 +469,7 @@ class ScenarioRun:
         default: CodePattern | None = None,
         record: _Record | None = None,
     ) -> None:
-        message = expectations.check(step.expect, default or DEFAULTS.get(step.kind, ANY), reply)
+        message = expectations.check(step.expect, default or _default_expect(step), reply)
         if message:
             raise StepFailed(message)
         if step.capture and isinstance(reply, Reply):
@@ -564,7 +563,7 @@ class ScenarioRun:
         for n, (inner, record) in enumerate(zip(action.steps, records, strict=True)):
             try:
                 reply = await self.read(inner, record)
-                self.judge(inner, reply, DEFAULTS["send"], record)
+                self.judge(inner, reply, None, record)
             except StepFailed as exc:
                 ok = self._finish(record, "failed", str(exc)) and ok
                 continue
@@ -587,6 +586,10 @@ class ScenarioRun:
 
 
 # --- helpers ------------------------------------------------------------------------
+
+
+def _default_expect(step: m.Step) -> CodePattern:
+    return ACTIONS[step.kind].default_expect or ANY
 
 
 def _raw_display(data: bytes) -> str:

@@ -14,15 +14,13 @@ from functools import lru_cache
 from typing import Any
 
 from smtpscript import regexes, templating
+from smtpscript.actions import ACTIONS
 from smtpscript.errors import Problem, did_you_mean
-from smtpscript.model import ACTION_NAMES
 from smtpscript.patterns import PatternError, parse_code_pattern, parse_status_pattern
 from smtpscript.yamlsource import Document, JsonPath, format_path
 
 REPLY_KEYS = ("expect", "status", "match", "capture")
-NO_REPLY_ACTIONS = ("sleep", "include", "pipeline")
-TLS_ACTIONS = ("connect", "starttls")
-TEMPLATE_ACTIONS = ("send", "raw", "ehlo", "helo", "lhlo", "include")
+TLS_ACTIONS = tuple(name for name, spec in ACTIONS.items() if spec.tls_expectations)
 FRAGMENT_KEYS = ("smtpscript", "fragment", "description", "vars", "steps")
 
 
@@ -155,7 +153,7 @@ class _StepChecker:
     def _step(self, step: object, path: JsonPath) -> None:
         if not isinstance(step, dict):
             return
-        actions = [k for k in step if k in ACTION_NAMES]
+        actions = [k for k in step if k in ACTIONS]
         action = actions[0] if len(actions) == 1 else None
         self._reply_keys(step, path, action)
         self._action_values(step, path, action)
@@ -174,9 +172,8 @@ class _StepChecker:
         if "with" in step and action != "include":
             self.add((*path, "with"), "'with' only goes with an include step", key=True)
         if "tls" in step and action not in TLS_ACTIONS:
-            self.add(
-                (*path, "tls"), "a 'tls' expectation needs a connect or starttls step", key=True
-            )
+            steps = " or ".join(TLS_ACTIONS)
+            self.add((*path, "tls"), f"a 'tls' expectation needs a {steps} step", key=True)
         if action == "pipeline" and isinstance(step.get("pipeline"), list):
             for i, inner in enumerate(step["pipeline"]):
                 self._step(inner, (*path, "pipeline", i))
@@ -193,7 +190,7 @@ class _StepChecker:
                     self.captured.setdefault(name, (*path, "include"))
 
     def _reply_keys(self, step: dict[str, Any], path: JsonPath, action: str | None) -> None:
-        if action in NO_REPLY_ACTIONS:
+        if action is not None and ACTIONS[action].default_expect is None:
             for key in REPLY_KEYS:
                 if key in step:
                     self.add(
@@ -241,59 +238,16 @@ class _StepChecker:
     def _action_values(self, step: dict[str, Any], path: JsonPath, action: str | None) -> None:
         if action is None:
             return
-        value = step[action]
-        if action == "send" and isinstance(value, str):
-            self._one_line(value, (*path, action))
-        if action in TEMPLATE_ACTIONS and isinstance(value, str):
-            self.template(value, (*path, action))
-        elif action == "data":
-            self._data(value, (*path, "data"))
-        elif action == "auth" and isinstance(value, dict):
-            self._auth(value, (*path, "auth"))
-        elif action == "connect" and isinstance(value, dict) and isinstance(value.get("host"), str):
-            self.template(value["host"], (*path, "connect", "host"))
+        check = ACTIONS[action].check
+        if check is not None:
+            check(step[action], (*path, action), self)
         if action == "include" and isinstance(step.get("with"), dict):
             for name, inner in step["with"].items():
                 if isinstance(inner, str):
                     self.template(inner, (*path, "with", name))
 
-    def _one_line(self, line: str, path: JsonPath) -> None:
-        """A send line gets its CRLF added; a CR or LF inside would smuggle a command."""
-        found = next((c for c in ("\r", "\n") if c in line), None)
-        if found is None:
-            return
-        where = line.index(found) + 1
-        block = (
-            " (a 'send: |' block ends with a line break; use a quoted string)"
-            if path in self.doc.block_marks
-            else ""
-        )
-        self.add(
-            path,
-            f"a send line cannot contain {'CR' if found == chr(13) else 'LF'} (character "
-            f"{where}): send adds CRLF itself; use raw: to send exact bytes{block}",
-        )
-
-    def _data(self, value: object, path: JsonPath) -> None:
-        if isinstance(value, str):
-            self.template(value, path)
-        elif isinstance(value, dict):
-            if isinstance(value.get("body"), str):
-                self.template(value["body"], (*path, "body"))
-            headers = value.get("headers")
-            for name, header in headers.items() if isinstance(headers, dict) else ():
-                if isinstance(header, str):
-                    self.template(header, (*path, "headers", name))
-
-    def _auth(self, value: dict[str, Any], path: JsonPath) -> None:
-        for key in ("username", "password", "token", "authzid"):
-            if isinstance(value.get(key), str):
-                self.template(value[key], (*path, key))
-        mechanism = value.get("mechanism")
-        needs = "token" if mechanism == "XOAUTH2" else "password"
-        if mechanism in ("PLAIN", "LOGIN", "CRAM-MD5", "XOAUTH2") and needs not in value:
-            example = "{{ env.SMTP_TOKEN }}" if needs == "token" else "{{ env.SMTP_PASSWORD }}"
-            self.add(path, f"AUTH {mechanism} needs '{needs}' (e.g. {needs}: \"{example}\")")
+    def is_block(self, path: JsonPath) -> bool:
+        return path in self.doc.block_marks
 
     def _use(self, names: Iterable[str], path: JsonPath, via: str | None = None) -> None:
         known = self.anything

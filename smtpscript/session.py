@@ -17,6 +17,7 @@ import time
 from dataclasses import dataclass, field
 
 from smtpscript.errors import LimitExceeded, RemoteProtocolError
+from smtpscript.model import hostport
 from smtpscript.protocol import Reply, ReplyParser, escape_bytes
 from smtpscript.results import TlsFacts
 from smtpscript.tlsinfo import describe_verify_error, facts_from
@@ -289,10 +290,6 @@ class Session:
         writer.close()
         with contextlib.suppress(Exception):
             await asyncio.wait_for(writer.wait_closed(), 2)
-
-
-def hostport(host: str, port: int) -> str:
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 __all__ = [

@@ -16,8 +16,8 @@ from collections.abc import Set as AbstractSet
 from functools import lru_cache
 from typing import Any
 
+from smtpscript.actions import ACTION_NAMES
 from smtpscript.errors import Problem, did_you_mean
-from smtpscript.model import ACTION_NAMES
 from smtpscript.schemafile import fast_check, load_schema, schema_path, validator
 from smtpscript.semantics import IncludeLookup, semantic_problems
 from smtpscript.yamlsource import Document, JsonPath

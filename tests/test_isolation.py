@@ -7,14 +7,15 @@ from __future__ import annotations
 import json
 import textwrap
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from hostile import Conn, Hostile
 from lxml import etree
 
-from smtpscript import actions
 from smtpscript import model as m
+from smtpscript.actions import ACTIONS
 from smtpscript.cli import run_cli
 from smtpscript.loading import load_paths
 from smtpscript.regexes import MATCH_TIMEOUT
@@ -171,7 +172,7 @@ steps:
 @pytest.mark.parametrize("kind", sorted(INJECTED))
 def test_unforeseen_exceptions_end_only_their_run(tmp_path, sandbox_target, monkeypatch, kind):
     handler, message, internal = INJECTED[kind]
-    monkeypatch.setitem(actions.HANDLERS, m.Sleep, handler)
+    monkeypatch.setitem(ACTIONS, "sleep", replace(ACTIONS["sleep"], run=handler))
     write(tmp_path, "a.yaml", GOOD.format(title="first"))
     write(tmp_path, "b.yaml", SLEEPER)
     write(tmp_path, "c.yaml", GOOD.format(title="last"))
@@ -187,7 +188,7 @@ def test_unforeseen_exceptions_end_only_their_run(tmp_path, sandbox_target, monk
 
 
 def test_cli_writes_every_report_and_exits_3_for_an_internal_error(tmp_path, monkeypatch, capsys):
-    monkeypatch.setitem(actions.HANDLERS, m.Sleep, _bug)
+    monkeypatch.setitem(ACTIONS, "sleep", replace(ACTIONS["sleep"], run=_bug))
     folder = tmp_path / "lib"
     folder.mkdir()
     write(folder, "a.yaml", GOOD.format(title="first"))

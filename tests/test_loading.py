@@ -10,6 +10,15 @@ from pathlib import Path
 import pytest
 
 from smtpscript import model as m
+from smtpscript.actions.auth import Auth
+from smtpscript.actions.connect import Connect
+from smtpscript.actions.greet import Greet
+from smtpscript.actions.message import Message
+from smtpscript.actions.raw import Raw
+from smtpscript.actions.read import Read
+from smtpscript.actions.send import Send
+from smtpscript.actions.sleep import Sleep
+from smtpscript.actions.starttls import StartTls
 from smtpscript.errors import ConfigError, ScenarioError
 from smtpscript.loading import discover, display_name, load_file, load_paths
 from smtpscript.patterns import CodePattern, StatusPattern
@@ -258,9 +267,9 @@ def test_include_becomes_a_group_with_layered_vars(scenario):
     assert group.source == "fragments/greet.yaml"
     assert group.with_vars == {"helo": "me.example.org", "port": 25}  # with wins over defaults
     connect, ehlo = group.steps
-    assert connect.action == m.Connect(m.Endpoint())
+    assert connect.action == Connect(m.Endpoint())
     assert connect.expect.codes == CodePattern(("220",))
-    assert ehlo.action == m.Greet("EHLO", "{{ helo }}")
+    assert ehlo.action == Greet("EHLO", "{{ helo }}")
     assert ehlo.capture == (("size", "SIZE (\\d+)"),)
     # steps of a fragment: their own file and position, a path through the include
     assert [s.path for s in group.steps] == [
@@ -275,13 +284,13 @@ def test_include_becomes_a_group_with_layered_vars(scenario):
 
 def test_actions_and_expectations(scenario):
     _, starttls, auth, send, pipeline, data, raw, sleep, read = scenario.steps
-    assert starttls.action == m.StartTls(
+    assert starttls.action == StartTls(
         m.TlsOptions(server_name="mx.example.org", min_version="TLSv1.2")
     )
     assert starttls.expect.tls == m.TlsExpectation(min_version="TLSv1.2", days_left=14)
-    assert auth.action == m.Auth("PLAIN", "{{ env.SMTP_USER }}", password="{{ password }}")
+    assert auth.action == Auth("PLAIN", "{{ env.SMTP_USER }}", password="{{ password }}")
     assert auth.expect == m.Expectation()  # the action's default applies
-    assert send.action == m.Send("MAIL FROM:<{{ sender }}>")
+    assert send.action == Send("MAIL FROM:<{{ sender }}>")
     assert send.expect == m.Expectation(
         codes=CodePattern(("250", "2xx")), status=StatusPattern("2.1.0"), match="(?i)ok"
     )
@@ -290,18 +299,18 @@ def test_actions_and_expectations(scenario):
     assert pipeline.repeat == 3
     inner = pipeline.action.steps
     assert [s.action for s in inner] == [
-        m.Send("RCPT TO:<a@example.net>"),
-        m.Send("RCPT TO:<b{{ index }}@example.net>"),
+        Send("RCPT TO:<a@example.net>"),
+        Send("RCPT TO:<b{{ index }}@example.net>"),
     ]
     assert [s.path for s in inner] == ["steps[4].pipeline[0]", "steps[4].pipeline[1]"]
     assert inner[0].expect.codes == CodePattern(("550",))
-    assert data.action == m.Data(
+    assert data.action == Message(
         headers=(("Subject", "hello"), ("X-Count", "2")), body="size {{ size }}"
     )
-    assert raw.action == m.Raw("NOOP\r\n")
+    assert raw.action == Raw("NOOP\r\n")
     assert raw.expect.codes is not None and raw.expect.codes.accepts_any_reply
-    assert sleep.action == m.Sleep(1.0)
-    assert read.action == m.Read()
+    assert sleep.action == Sleep(1.0)
+    assert read.action == Read()
     assert read.expect.codes is not None and read.expect.codes.expects_closed
     assert read.when == "'PIPELINING' in caps"
 
@@ -326,13 +335,13 @@ def test_data_as_text_and_connect_with_options(tmp_path):
     scenario = load_file(path, extra_names=["relay"])
     assert isinstance(scenario, m.Scenario)
     connect, data, bare = scenario.steps
-    assert connect.action == m.Connect(
+    assert connect.action == Connect(
         m.Endpoint(
             host="{{ relay }}", port=465, tls="implicit", tls_options=m.TlsOptions(ca_file="ca.pem")
         )
     )
-    assert data.action == m.Data(text="Subject: hi\r\n\r\nbody\r\n")
-    assert bare.action == m.Connect(m.Endpoint())
+    assert data.action == Message(text="Subject: hi\r\n\r\nbody\r\n")
+    assert bare.action == Connect(m.Endpoint())
 
 
 # --- includes: problems ----------------------------------------------------------------
@@ -403,7 +412,7 @@ def test_nested_includes_are_resolved_relative_to_each_file(tmp_path, monkeypatc
     assert isinstance(inner_group.action, m.Group)
     assert inner_group.action.source == "lib/inner/inner.yaml"
     assert inner_group.action.steps[0].path == "steps[0].include.steps[0].include.steps[0]"
-    assert noop.action == m.Send("NOOP")
+    assert noop.action == Send("NOOP")
 
 
 def test_load_file_returns_a_fragments_name(tmp_path, monkeypatch):

@@ -10,109 +10,18 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from smtpscript.actions import ACTIONS as REGISTRY
+from smtpscript.schemaparts import (
+    CODE,
+    ENDPOINT,
+    MAX_WAIT,
+    NAME_PATTERN,
+    obj,
+)
+
 OUT = Path(__file__).resolve().parent.parent / "schemas" / "scenario.schema.json"
-# seconds; a bound on every wait, so an absurd number is a validation error, not an
-# overflow in the event loop (an hour per reply is already far beyond any server)
-MAX_WAIT = 3600
 
-CODE = {
-    "description": (
-        'Reply code pattern: 250 (exact), "2xx" / "25x" / "2yz" (x, y, z are any digit), '
-        '"any" (any complete reply) or "closed" (the server closed the connection).'
-    ),
-    "anyOf": [
-        {"type": "integer", "minimum": 200, "maximum": 599},
-        {"type": "string", "pattern": "^([2-5][0-9xyzXYZ][0-9xyzXYZ]|any|closed)$"},
-    ],
-    "examples": [250, "2xx", "25x", "closed"],
-}
-
-TLS_OPTIONS = {
-    "verify": {
-        "type": "boolean",
-        "description": "Check the certificate chain and host name (default true).",
-    },
-    "server_name": {
-        "type": "string",
-        "description": "Name sent as SNI and checked against the certificate (default: the host).",
-    },
-    "ca_file": {
-        "type": "string",
-        "description": "PEM file of trusted CA certificates instead of the system trust store.",
-    },
-    "min_version": {
-        "enum": ["TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3"],
-        "description": "Lowest TLS version the client will negotiate.",
-    },
-    "client_cert": {"type": "string", "description": "PEM client certificate to present."},
-    "client_key": {"type": "string", "description": "PEM private key of client_cert."},
-}
-
-ENDPOINT = {
-    "host": {
-        "type": "string",
-        "description": "Host name or IP address (template). --target overrides it.",
-        "examples": ["mx.example.org", "127.0.0.1", "::1"],
-    },
-    "port": {
-        "type": "integer",
-        "minimum": 1,
-        "maximum": 65535,
-        "description": "TCP port (default 25). --target HOST:PORT overrides it.",
-        "examples": [25, 587, 465],
-    },
-    "tls": {
-        "enum": ["none", "implicit"],
-        "description": "none: plain TCP (use a starttls step to upgrade); implicit: TLS from the "
-        "first byte (port 465 style).",
-    },
-    **TLS_OPTIONS,
-    "timeout": {
-        "type": "number",
-        "exclusiveMinimum": 0,
-        "maximum": MAX_WAIT,
-        "description": "Seconds to wait for each reply (default 10, at most 3600).",
-    },
-    "connect_timeout": {
-        "type": "number",
-        "exclusiveMinimum": 0,
-        "maximum": MAX_WAIT,
-        "description": "Seconds to wait for the TCP (and TLS) connection (default: timeout, "
-        "at most 3600).",
-    },
-    "source_address": {
-        "type": "string",
-        "description": "Local address to connect from.",
-    },
-}
-
-
-# a variable or capture name; (?!\n) as for header names below
-NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$(?!\n)"
-
-# RFC 5322 section 3.6.8: a field name is printable ASCII (33-126) except ':'. Anything
-# else (CR, LF, space, ':') would break the header block or inject a header. The
-# (?!\n) is for Python's re, where '$' also matches before a final newline.
-HEADER_NAME = {
-    "pattern": r"^[!-9;-~]+$(?!\n)",
-    "description": "A header field name: printable ASCII without spaces or ':' (RFC 5322).",
-}
-
-
-def obj(props: dict, description: str, **extra) -> dict:
-    return {
-        "type": "object",
-        "description": description,
-        "additionalProperties": False,
-        "properties": props,
-        **extra,
-    }
-
-
-def template(description: str, **extra) -> dict:
-    return {"type": "string", "description": description, **extra}
-
-
+OUT = Path(__file__).resolve().parent.parent / "schemas" / "scenario.schema.json"
 TLS_EXPECT = obj(
     {
         "min_version": {
@@ -198,84 +107,12 @@ STEP_KEYS = {
     },
 }
 
-ACTIONS = {
-    "connect": {
-        "description": "(Re)open the connection and read the banner (default expect 220). Its "
-        "keys override the target's.",
-        "anyOf": [obj(ENDPOINT, "Connection settings for this connection."), {"type": "null"}],
-    },
-    "send": template(
-        "A command line (template); CRLF is appended; CR or LF inside is refused. "
-        "Default expect: 2xx or 3xx.",
-        examples=["MAIL FROM:<{{ sender }}>", "RCPT TO:<{{ victim }}>", "QUIT"],
-    ),
-    "raw": template(
-        "Exact bytes to send (template; YAML escapes such as \\r\\n are kept), no CRLF added. "
-        "No reply is read unless expect is given.",
-        examples=["DATA\r\n"],
-    ),
-    "ehlo": template("EHLO with this name; stores capabilities in `caps`. Default expect 250."),
-    "helo": template("HELO with this name. Default expect 250."),
-    "lhlo": template("LHLO (LMTP) with this name; stores capabilities in `caps`."),
-    "starttls": {
-        "description": "Send STARTTLS, expect 220, upgrade the connection to TLS.",
-        "anyOf": [obj(TLS_OPTIONS, "TLS options for this upgrade."), {"type": "null"}],
-    },
-    "auth": obj(
-        {
-            "mechanism": {
-                "enum": ["PLAIN", "LOGIN", "CRAM-MD5", "XOAUTH2"],
-                "description": "SASL mechanism.",
-            },
-            "username": template("User name (template)."),
-            "password": template("Password (template; a secret, never shown)."),
-            "token": template("OAuth 2 bearer token for XOAUTH2 (a secret, never shown)."),
-            "authzid": template("Authorisation identity for PLAIN (rarely needed)."),
-        },
-        "Authenticate (RFC 4954) with the full challenge exchange. Default expect 235.",
-        required=["mechanism", "username"],
-    ),
-    "data": {
-        "description": "DATA, expect 354, then send the message dot-stuffed and ended with "
-        "CRLF.CRLF. Default expect 250 for the final reply.",
-        "anyOf": [
-            template("The whole message (headers, blank line, body)."),
-            obj(
-                {
-                    "headers": {
-                        "type": "object",
-                        "description": "Header fields; Date and Message-ID are added when missing.",
-                        "additionalProperties": {"type": ["string", "number"]},
-                        "propertyNames": HEADER_NAME,
-                    },
-                    "body": template("The message body."),
-                },
-                "Headers and body, assembled into a message.",
-            ),
-        ],
-    },
-    "pipeline": {
-        "type": "array",
-        "minItems": 1,
-        "description": "Write all these send lines at once (RFC 2920), then read one reply "
-        "per line, each checked.",
-        "items": {"$ref": "#/$defs/pipelined_step"},
-    },
-    "sleep": {"type": "number", "minimum": 0, "maximum": MAX_WAIT, "description": "Wait seconds."},
-    "read": {
-        "description": "Only read one reply (e.g. a late reply after raw bytes). Default "
-        "expect: any.",
-        "anyOf": [obj({}, "No options."), {"type": "null"}],
-    },
-    "include": template(
-        "Path of a fragment file (relative to this file) whose steps are spliced in here."
-    ),
-}
+# each action module declares its own fragment (smtpscript/actions/)
+ACTIONS = {name: spec.schema for name, spec in REGISTRY.items()}
 
 STEP = obj(
     {**ACTIONS, **STEP_KEYS},
-    "One step: exactly one action (connect, send, raw, ehlo, helo, lhlo, starttls, auth, "
-    "data, pipeline, sleep, read, include) plus optional common keys.",
+    f"One step: exactly one action ({', '.join(ACTIONS)}) plus optional common keys.",
     oneOf=[{"required": [name]} for name in ACTIONS],
 )
 
