@@ -298,7 +298,7 @@ def load_results(paths: Sequence[Path]) -> RunResult:
     naming it: these files may come from elsewhere (a CI artefact, a shard).
     """
     from smtpscript.results import RESULTS_FORMAT, from_dict, merge
-    from smtpscript.schemafile import validator
+    from smtpscript.schemafile import reader_validator
 
     runs = []
     for path in paths:
@@ -314,7 +314,7 @@ def load_results(paths: Sequence[Path]) -> RunResult:
                 f"smtpscript reads format {RESULTS_FORMAT})"
             )
         try:
-            error = next(iter(validator("results").iter_errors(data)), None)
+            error = next(iter(reader_validator("results").iter_errors(data)), None)
         except RecursionError:
             raise ConfigError(f"{path}: not smtpscript results: nested too deeply") from None
         if error is not None:

@@ -43,6 +43,30 @@ def validator(name: str) -> Any:
     return Draft202012Validator(load_schema(name))
 
 
+@lru_cache(maxsize=2)
+def reader_validator(name: str) -> Any:
+    """The schema as a reader applies it: properties it does not know are ignored.
+
+    The published schema is strict (it describes exactly what this release writes);
+    a file from a newer release of the same format may carry more, and readers ignore
+    what they do not know (docs/results-format.md).
+    """
+    from jsonschema import Draft202012Validator
+
+    return Draft202012Validator(_open(load_schema(name)))
+
+
+def _open(node: Any) -> Any:
+    if isinstance(node, dict):
+        return {
+            k: True if k == "additionalProperties" and v is False else _open(v)
+            for k, v in node.items()
+        }
+    if isinstance(node, list):
+        return [_open(item) for item in node]
+    return node
+
+
 # --- fast path ------------------------------------------------------------------
 # jsonschema explains errors well but walks a schema slowly (a new validator per
 # subschema). Almost every file is valid, so we first ask a predicate compiled

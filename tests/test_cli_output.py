@@ -463,3 +463,19 @@ def test_the_incomplete_banner_shows_in_chromium(tmp_path, browser):
     status = browser.evaluate("document.querySelector('.status').innerText")
     assert status.lower() == "incomplete run · 1 finding"  # not a green "No findings"
     assert browser.log.errors() == []
+
+
+def test_report_accepts_properties_a_newer_release_added(tmp_path):
+    """Readers ignore what they do not know: format 1 files from newer releases render."""
+    from smtpscript.results import RunResult, TargetInfo, to_dict
+
+    data = to_dict(RunResult(targets=[TargetInfo("mx", "mx.test", 25)]))
+    data["written_by_a_newer_release"] = {"anything": [1, 2]}
+    data["targets"][0]["also_new"] = True
+    source = tmp_path / "newer.json"
+    source.write_text(json.dumps(data), encoding="utf-8")
+    out = tmp_path / "out.json"
+    assert run_cli(["report", str(source), "--json", str(out)]) == 0
+    written = json.loads(out.read_text(encoding="utf-8"))
+    assert "written_by_a_newer_release" not in written
+    assert written["targets"] == [{"name": "mx", "host": "mx.test", "port": 25}]
