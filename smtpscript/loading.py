@@ -329,6 +329,7 @@ class _Builder:
         stack: tuple[Path, ...],
         prefix: JsonPath = (),
         names_used: set[str] | None = None,
+        chain: tuple[m.SourcePos, ...] = (),
     ):
         self.session = session
         self.doc = doc
@@ -336,6 +337,7 @@ class _Builder:
         self.stack = stack
         self.prefix = prefix  # path of the include step, for fragments
         self.names_used = frozenset(names_used or ())
+        self.chain = chain  # the include steps that led here, outermost first
         self.problems: list[Problem] = []
 
     def pos(self, path: JsonPath) -> m.SourcePos:
@@ -385,6 +387,7 @@ class _Builder:
             when=data.get("when"),
             repeat=data.get("repeat"),
             continue_on_fail=bool(data.get("continue_on_fail", False)),
+            included_from=self.chain,
         )
 
     def action(self, kind: str, data: dict[str, Any], path: JsonPath) -> m.Action:
@@ -402,7 +405,12 @@ class _Builder:
             return m.Group(source=target, steps=(), with_vars=dict(with_vars))
         # inner steps show as a path through the include: steps[0].include.steps[1]
         inner = _Builder(
-            self.session, doc, fragment_path, (*self.stack, fragment_path), (*self.prefix, *path)
+            self.session,
+            doc,
+            fragment_path,
+            (*self.stack, fragment_path),
+            (*self.prefix, *path),
+            chain=(*self.chain, self.pos(path)),
         )
         steps = inner.steps(doc.data["steps"], ("steps",))
         self.problems += inner.problems

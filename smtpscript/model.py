@@ -130,6 +130,8 @@ class Step:
     when: str | None = None
     repeat: int | str | None = None
     continue_on_fail: bool = False
+    # the include steps that brought it in, outermost first (empty in the scenario itself)
+    included_from: tuple[SourcePos, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -83,6 +83,8 @@ class StepResult:
     tls: TlsFacts | None = None
     captures: dict[str, str] = field(default_factory=dict)
     repeat_index: int | None = None
+    file: str = ""  # where the step is written: a fragment's file for an included step
+    included_from: list[str] = field(default_factory=list)  # "file:line" of each include
 
 
 @dataclass

@@ -371,6 +371,8 @@ class ScenarioRun:
             verdict="passed",
             expected=expectations.describe(step.expect, default) if default else "",
             repeat_index=repeat_index,
+            file=step.pos.file,
+            included_from=[f"{pos.file}:{pos.line}" for pos in step.included_from],
         )
         record = _Record(result, time.monotonic(), step.pos.file)
         self.steps.append(result)

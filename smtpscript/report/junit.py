@@ -135,7 +135,7 @@ def _failure_text(result: ScenarioResult, step: StepResult | None, message: str)
     if step is not None:
         lines.append(
             f"step {step.index} ({step.kind}: {step.name}) at "
-            f"{result.file}:{step.line} {step.path}, expected {step.expected}"
+            f"{step.file or result.file}:{step.line} {step.path}, expected {step.expected}"
         )
         if step.message and step.message != message:
             lines.append(step.message)
