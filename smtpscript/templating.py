@@ -121,6 +121,8 @@ def _user_errors(kind: str, source: str) -> Iterator[None]:
         raise TemplateError(f"{kind}: no key {exc}") from None
     except (jinja2.TemplateError, TypeError, ValueError, ArithmeticError, LookupError) as exc:
         raise TemplateError(f"{kind}: {exc}") from None
+    except (AssertionError, RuntimeError) as exc:  # truncate asserts, cycler() raises
+        raise TemplateError(f"{kind}: {exc}") from None
 
 
 def _assertion_message(exc: jinja2.TemplateAssertionError, source: str) -> str:

@@ -75,6 +75,36 @@ def test_render_errors_are_one_template_error():
         render("{{ x }", {"x": 1})
 
 
+@pytest.mark.parametrize(
+    ("source", "message"),
+    [
+        # Jinja finds unknown filters and tests only when compiling (TemplateAssertionError)
+        ("{{ 'a' | upperr }}", "template error: no filter named 'upperr' (did you mean 'upper'?)"),
+        ("{{ 1 is oddd }}", "template error: no test named 'oddd' (did you mean 'odd'?)"),
+        ("{{ '%(a)s' % {} }}", "template error: no key 'a'"),
+        ("{{ [1, 2][5] }}", "undefined variable: list object has no element 5"),
+        ("{{ cycler().next() }}", "template error: at least one item has to be provided"),
+        ("{{ 'abc' | truncate(1) }}", "template error: expected length >= 3, got 1"),
+        ("{{ 'a' * 10**10 }}", "template error: '*' would make a value longer than "
+                               "33,554,432 characters (the limit)"),
+    ],
+)  # fmt: skip
+def test_python_errors_inside_templates_are_one_template_error(source, message):
+    with pytest.raises(TemplateError) as info:
+        render(source, {})
+    assert str(info.value) == message
+
+
+def test_the_sandbox_is_immutable_and_bounded():
+    # details and every limit: tests/test_template_limits.py
+    with pytest.raises(TemplateError, match=r"'append' of 'list' object is unsafe"):
+        render("{% set l = [1] %}{{ l.append(2) }}", {})
+    with pytest.raises(TemplateError, match=r"^undefined variable: 'lipsum' is undefined$"):
+        render("{{ lipsum(10**9) }}", {})
+    with pytest.raises(TemplateError, match=r"^expression error: '\*\*' would make a number"):
+        evaluate("9 ** (9 ** 9) > 1", {})
+
+
 def test_evaluate_when_expressions():
     caps = {"STARTTLS": "", "AUTH": "PLAIN LOGIN"}
     assert evaluate("'STARTTLS' in caps", {"caps": caps}) is True
