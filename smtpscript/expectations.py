@@ -36,6 +36,8 @@ def codes_of(expect: Expectation, default: CodePattern) -> CodePattern:
 def describe(expect: Expectation, default: CodePattern) -> str:
     """Human wording of an expectation: '550 or 554, status 5.7.x, matching /relay/'."""
     parts = [str(codes_of(expect, default))]
+    if expect.each:
+        parts = ["per recipient " + ", ".join(str(codes) for codes in expect.each)]
     if expect.status:
         parts.append(f"status {expect.status}")
     if expect.match:

@@ -425,4 +425,5 @@ def expectation(data: dict[str, Any]) -> m.Expectation:
         status=parse_status_pattern(data["status"]) if "status" in data else None,
         match=data.get("match"),
         tls=m.TlsExpectation(**tls) if tls else None,
+        each=tuple(map(parse_code_pattern, data["expect_each"])) if "expect_each" in data else None,
     )

@@ -60,9 +60,17 @@ class Endpoint:
     timeout: float | None = None
     connect_timeout: float | None = None
     source_address: str | None = None
+    socket_path: str | None = None  # a UNIX socket instead of host and port (unix:/path)
+
+    def where(self) -> str:
+        """Where it connects, for labels: host:port or unix:/path."""
+        if self.socket_path:
+            return hostport(self.socket_path, 0)
+        return hostport(self.host or "", self.port or DEFAULT_PORT)
 
     def overlay(self, inner: Endpoint) -> Endpoint:
         return Endpoint(
+            socket_path=inner.socket_path or (None if inner.host else self.socket_path),
             host=inner.host or self.host,
             port=inner.port if inner.port is not None else self.port,
             tls=inner.tls or self.tls,
@@ -93,6 +101,8 @@ class Expectation:
     status: StatusPattern | None = None
     match: str | None = None
     tls: TlsExpectation | None = None
+    # LMTP: the reply for each accepted recipient after the message, in RCPT order
+    each: tuple[CodePattern, ...] | None = None
 
 
 # --- groups of steps (the other actions' models live in smtpscript/actions) -------
@@ -192,4 +202,7 @@ def endpoint_from(data: dict[str, Any]) -> Endpoint:
 
 
 def hostport(host: str, port: int) -> str:
+    """host:port as people write it: [IPv6]:port, and unix:/path for a socket path."""
+    if host.startswith("/"):
+        return f"unix:{host}"
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"

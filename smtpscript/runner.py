@@ -22,6 +22,7 @@ from typing import Any
 from smtpscript import __version__, expectations, protocol, transcript
 from smtpscript import model as m
 from smtpscript.actions import ACTIONS
+from smtpscript.envelope import Envelope
 from smtpscript.errors import LimitExceeded, LocalProtocolError, RemoteProtocolError
 from smtpscript.expectations import ANY, ConnectionGone, StepError, StepFailed
 from smtpscript.failures import classify
@@ -98,6 +99,7 @@ class ScenarioRun:
         self.internal_error = False  # an exception nobody foresaw (a bug in smtpscript)
         self.expect_unread = False  # after raw bytes sent unread, early replies are expected
         self.budget = KeptBudget(MAX_RECEIVED_PER_RUN)
+        self.envelope = Envelope()  # which recipients were accepted (LMTP replies per recipient)
         self.base_endpoint = scenario.target.overlay(target.endpoint)
         env = EnvView(self.tracker, (*options.public_env, *scenario.public_env), options.environ)
         # names templates see: included fragments' `with` layers go in front of these two
@@ -418,6 +420,7 @@ class ScenarioRun:
     async def send_line(self, record: _Record, line: str, display: str | None = None) -> None:
         data = protocol.encode_command(line)
         await self.send(record, data, display if display is not None else line)
+        self.envelope.sent(line)
 
     async def send(self, record: _Record, data: bytes, display: str) -> None:
         assert self.session is not None
@@ -451,6 +454,7 @@ class ScenarioRun:
         elapsed = round((time.monotonic() - t0) * 1000, 3)
         self.expect_unread = False
         record.result.replies.append(_reply_record(reply, elapsed, self.tracker))
+        self.envelope.replied(reply.code if isinstance(reply, Reply) else None)
         if isinstance(reply, Reply):
             if reply.bare_lf:
                 self.violations.append(
@@ -503,8 +507,10 @@ class ScenarioRun:
             tls=tls,
             server_name=endpoint.tls_options.server_name,
             source_address=endpoint.source_address,
+            socket_path=endpoint.socket_path,
         )
         self.builtins["caps"] = {}
+        self.envelope = Envelope()
 
     async def _quit_and_close(self, quit_first: bool = True) -> None:
         session, self.session = self.session, None
@@ -559,6 +565,7 @@ class ScenarioRun:
             self._finish_rest(records[1:], "not sent: the pipeline could not be written")
             return self._finish(records[0], "error", str(exc))
         for record, line in zip(records, lines, strict=True):
+            self.envelope.sent(line)
             record.result.sent.append(line)
             self.label(record, line)
         ok = True

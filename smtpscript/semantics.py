@@ -171,6 +171,14 @@ class _StepChecker:
                 )
         if "with" in step and action != "include":
             self.add((*path, "with"), "'with' only goes with an include step", key=True)
+        if "expect_each" in step and not (action and ACTIONS[action].per_recipient):
+            ends = " or ".join(name for name, spec in ACTIONS.items() if spec.per_recipient)
+            self.add(
+                (*path, "expect_each"),
+                f"'expect_each' judges the per-recipient replies of LMTP: it goes with a {ends} "
+                "step",
+                key=True,
+            )
         if "tls" in step and action not in TLS_ACTIONS:
             steps = " or ".join(TLS_ACTIONS)
             self.add((*path, "tls"), f"a 'tls' expectation needs a {steps} step", key=True)

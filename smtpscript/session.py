@@ -116,20 +116,24 @@ class Session:
         tls: ssl.SSLContext | None = None,
         server_name: str | None = None,
         source_address: str | None = None,
+        socket_path: str | None = None,
     ) -> None:
+        """Connect to host and port, or to a UNIX socket when ``socket_path`` is given."""
         local = (source_address, 0) if source_address else None
+        sni = (server_name or host) if tls else None
+        if socket_path:
+            host, port = socket_path, 0  # how errors and notes name it
         try:
-            self._reader, self._writer = await asyncio.wait_for(
-                asyncio.open_connection(
-                    host,
-                    port,
-                    ssl=tls,
-                    server_hostname=(server_name or host) if tls else None,
-                    local_addr=local,
-                    limit=READ_CHUNK,
-                ),
-                timeout,
+            opening = (
+                asyncio.open_unix_connection(
+                    socket_path, ssl=tls, server_hostname=sni, limit=READ_CHUNK
+                )
+                if socket_path
+                else asyncio.open_connection(
+                    host, port, ssl=tls, server_hostname=sni, local_addr=local, limit=READ_CHUNK
+                )
             )
+            self._reader, self._writer = await asyncio.wait_for(opening, timeout)
         except TimeoutError:
             raise ConnectError(
                 f"connection to {hostport(host, port)} timed out after {timeout:g} s"
@@ -157,7 +161,10 @@ class Session:
         self._parser = ReplyParser()
         self._eof = False
         peer = self._writer.get_extra_info("peername")
-        self.note(f"connected to {hostport(*peer[:2]) if peer else hostport(host, port)}")
+        if socket_path:
+            self.note(f"connected to unix:{socket_path}")
+        else:
+            self.note(f"connected to {hostport(*peer[:2]) if peer else hostport(host, port)}")
         if tls:
             self._record_tls(server_name or host, tls)
 

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from smtpscript import expectations
 from smtpscript import model as m
+from smtpscript.actions import ACTIONS
 from smtpscript.expectations import StepFailed
 from smtpscript.patterns import CodePattern
 from smtpscript.tlsinfo import make_context
@@ -84,6 +85,26 @@ class RunStepContext:
             problem = expectations.check_tls(self.step.expect.tls, session.tls)
             if problem:
                 raise StepFailed(problem)
+
+    def lmtp_recipients(self) -> list[str] | None:
+        """Recipients accepted in this transaction when the session greeted with LHLO."""
+        envelope = self._run.envelope
+        return list(envelope.recipients) if envelope.lmtp else None
+
+    def check_recipient(self, reply: Any, index: int, recipient: str) -> str | None:
+        """An LMTP reply for one recipient judged: by expect_each, else by expect."""
+        each = self.step.expect.each
+        default = ACTIONS[self.step.kind].default_expect or expectations.ANY
+        if each is not None:
+            if index >= len(each):
+                return f"recipient {index + 1} <{recipient}>: no expect_each entry for it"
+            default = each[index]
+        expect = self.step.expect if each is None else m.Expectation(codes=default)
+        message = expectations.check(expect, default, reply)
+        return f"recipient {index + 1} <{recipient}>: {message}" if message else None
+
+    def transaction_done(self) -> None:
+        self._run.envelope.transaction_done()
 
     def set_caps(self, caps: dict[str, str]) -> None:
         self._run.builtins["caps"] = caps

@@ -1,4 +1,5 @@
-"""Parse --target values: HOST[:PORT], [IPv6]:PORT, smtp:// and smtps:// URLs, or 'sandbox'.
+"""Parse --target values: HOST[:PORT], [IPv6]:PORT, smtp://, smtps://, lmtp://, unix:/path
+or 'sandbox'.
 
 A target names where to connect, nothing more: credentials, paths and query
 strings have no meaning here, so they are refused rather than half-understood.
@@ -12,9 +13,18 @@ from smtpscript.errors import ConfigError
 from smtpscript.model import Endpoint, Target, TlsMode, TlsOptions
 
 SANDBOX = "sandbox"
-FORMS = "HOST, HOST:PORT, [IPv6]:PORT, smtp://HOST[:PORT], smtps://HOST[:PORT] or sandbox"
-# scheme -> (TLS mode, default port); smtps is implicit TLS as RFC 8314 describes
-SCHEMES: dict[str, tuple[TlsMode, int]] = {"smtp": ("none", 25), "smtps": ("implicit", 465)}
+FORMS = (
+    "HOST, HOST:PORT, [IPv6]:PORT, smtp://HOST[:PORT], smtps://HOST[:PORT], "
+    "lmtp://HOST[:PORT], unix:/PATH or sandbox"
+)
+# scheme -> (TLS mode, default port); smtps is implicit TLS as RFC 8314 describes; LMTP
+# (RFC 2033) has no port of its own: 24, "any private mail system", is where it usually is
+SCHEMES: dict[str, tuple[TlsMode, int]] = {
+    "smtp": ("none", 25),
+    "smtps": ("implicit", 465),
+    "lmtp": ("none", 24),
+}
+UNIX = "unix:"
 _URL_ONLY = set("/?#@")  # parts of a URL other than host and port: never part of a target
 _NOT_IN_HOST = _URL_ONLY | set("[]\\")
 
@@ -27,6 +37,8 @@ def parse_target(text: str, ca_file: str | None = None) -> Target:
     value = text.strip()
     if not value:
         raise ConfigError(f"--target: empty value; use {FORMS}")
+    if value.startswith(UNIX):
+        return _unix_target(value, ca_file)
     tls, default_port, rest = _scheme(value)
     host, port = _split(value, rest)
     _check_host(value, host)
@@ -36,6 +48,16 @@ def parse_target(text: str, ca_file: str | None = None) -> Target:
         tls=tls,
         tls_options=TlsOptions(ca_file=ca_file),
     )
+    return Target(name=value, endpoint=endpoint)
+
+
+def _unix_target(value: str, ca_file: str | None) -> Target:
+    """unix:/path: SMTP or LMTP over a UNIX-domain socket (the greeting says which)."""
+    path = value.removeprefix(UNIX)
+    if not path.startswith("/") or any(ord(c) < 32 for c in path):
+        raise _bad(value, "a UNIX socket target is unix: and an absolute path")
+    trust = TlsOptions(ca_file=ca_file)
+    endpoint = Endpoint(host="localhost", socket_path=path, tls_options=trust)
     return Target(name=value, endpoint=endpoint)
 
 

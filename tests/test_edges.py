@@ -90,7 +90,7 @@ PORT = "port must be a number from 1 to 65535"
         ("h:+25", PORT),
         ("smtp://h:x", PORT),
         ("http://h", f"unsupported scheme 'http://'; use {FORMS}"),
-        ("lmtp://h:24", "unsupported scheme 'lmtp://'"),
+        ("pop3://h:110", "unsupported scheme 'pop3://'"),
         ("smtp://user:pw@h", "only a host and a port may follow the scheme"),
         ("smtp://h/path", "no user, path or query"),
         ("smtp://h:25?x=1", "no user, path or query"),

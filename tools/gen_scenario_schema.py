@@ -74,6 +74,15 @@ REPLY_KEYS = {
         "propertyNames": {"pattern": NAME_PATTERN},
         "examples": [{"queue_id": "queued as ([A-Z0-9]+)"}],
     },
+    "expect_each": {
+        "type": "array",
+        "minItems": 1,
+        "description": "LMTP (after LHLO): the reply code pattern for each accepted recipient "
+        "at the end of the message, in RCPT order (data and bdat steps); without it, expect "
+        "applies to each.",
+        "items": {"anyOf": [CODE, {"type": "array", "items": CODE, "minItems": 1}]},
+        "examples": [[250, 550, 250]],
+    },
     "timeout": {
         "type": "number",
         "exclusiveMinimum": 0,

@@ -69,6 +69,15 @@ class StepContext(Protocol):
 
     def set_caps(self, caps: dict[str, str]) -> None: ...
 
+    def lmtp_recipients(self) -> list[str] | None:
+        """Recipients accepted in this transaction, when the session greeted with LHLO."""
+
+    def check_recipient(self, reply: Reply | Any, index: int, recipient: str) -> str | None:
+        """Judge the LMTP reply for one recipient (expect_each, else expect); the problem."""
+
+    def transaction_done(self) -> None:
+        """The message has been answered: the next transaction starts afresh."""
+
     def secret(self, value: str) -> None:
         """A password or token: never shown, in any shape."""
 
@@ -112,6 +121,7 @@ class ActionSpec:
     check: Check | None = None  # semantic checks beyond the schema
     needs_connection: bool = True  # an implicit connect comes first when there is none
     tls_expectations: bool = False  # may carry a tls: expectation
+    per_recipient: bool = False  # ends a message: in LMTP one reply per recipient (expect_each)
     summary: str = ""  # one line for documentation
 
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from smtpscript.actions.base import ActionSpec, StepContext, templates
-from smtpscript.model import DEFAULT_PORT, Endpoint, endpoint_from, hostport
+from smtpscript.model import Endpoint, endpoint_from
 from smtpscript.patterns import CodePattern
 from smtpscript.schemaparts import ENDPOINT, obj
 
@@ -18,7 +18,7 @@ class Connect:
 
 async def run(ctx: StepContext, action: Connect) -> None:
     endpoint = ctx.base_endpoint.overlay(action.endpoint)
-    ctx.label(f"connect {hostport(endpoint.host or '', endpoint.port or DEFAULT_PORT)}")
+    ctx.label(f"connect {endpoint.where()}")
     await ctx.open(endpoint)
     ctx.judge(await ctx.read())
     ctx.check_tls()

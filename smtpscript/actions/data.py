@@ -20,7 +20,7 @@ async def run(ctx: StepContext, action: message.Message) -> None:
         ctx.judge(reply)  # e.g. expect: 554 for "no valid recipients"
         return
     await ctx.send(payload, message.display(payload))
-    ctx.judge(await ctx.read())
+    await message.judge_end(ctx)
 
 
 SPEC = ActionSpec(
@@ -34,5 +34,6 @@ SPEC = ActionSpec(
     run=run,
     default_expect=CodePattern(("250",)),
     check=message.check,
+    per_recipient=True,
     summary="DATA, expect 354, send the dot-stuffed message and CRLF.CRLF",
 )

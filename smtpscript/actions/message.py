@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from smtpscript import protocol
-from smtpscript.actions.base import Checker, JsonPath
+from smtpscript.actions.base import Checker, JsonPath, StepContext
 from smtpscript.errors import LocalProtocolError
 from smtpscript.schemaparts import HEADER_NAME, obj, template
 
@@ -100,6 +100,23 @@ def _missing_headers(present: set[str]) -> list[tuple[str, str]]:
     if "message-id" not in present:
         extra.append(("Message-ID", f"<{uuid.uuid4().hex}@smtpscript.invalid>"))
     return extra
+
+
+async def judge_end(ctx: StepContext) -> None:
+    """The reply to the end of a message; in LMTP one per accepted recipient (RFC 2033
+    4.2), each judged, all read before the step fails so the session stays in step."""
+    recipients = ctx.lmtp_recipients()
+    if recipients is None:
+        ctx.judge(await ctx.read())
+        return
+    problems = []
+    for index, recipient in enumerate(recipients):
+        problem = ctx.check_recipient(await ctx.read(), index, recipient)
+        if problem:
+            problems.append(problem)
+    ctx.transaction_done()
+    if problems:
+        ctx.fail("; ".join(problems))
 
 
 def display(payload: bytes, max_lines: int = 40) -> str:
