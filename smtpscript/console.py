@@ -59,6 +59,8 @@ class ConsoleView:
         for entry in result.transcript:
             marker = {"C": "C:", "S": "S:", "*": "  *"}.get(entry.direction, "?:")
             self._line(f"      {entry.t * 1000:8.1f}ms {marker} {_safe(entry.text)}")
+        for note in result.warnings:
+            self._line(f"      ? {escape_controls(note)}")
         for note in result.protocol_violations:
             self._line(f"      ! {_safe(note)}")
 

@@ -112,6 +112,8 @@ class ScenarioResult:
     steps: list[StepResult] = field(default_factory=list)
     transcript: list[TranscriptEntry] = field(default_factory=list)
     protocol_violations: list[str] = field(default_factory=list)
+    # our side's doubtful moves, e.g. DSN parameters the server did not offer
+    warnings: list[str] = field(default_factory=list)
     internal_error: bool = False  # the run hit a bug in smtpscript (the CLI exits 3)
 
     @property

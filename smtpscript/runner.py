@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from smtpscript import __version__, expectations, protocol, transcript
+from smtpscript import __version__, expectations, extensions, protocol, transcript
 from smtpscript import model as m
 from smtpscript.actions import ACTIONS
 from smtpscript.envelope import Envelope
@@ -93,6 +93,7 @@ class ScenarioRun:
         self.clock = time.monotonic()  # transcript times are relative to this
         self.events: list[Any] = []
         self.violations: list[str] = []
+        self.warnings: list[str] = []
         self.steps: list[StepResult] = []
         self.records: list[_Record] = []  # one per StepResult, with where the step is written
         self.pending: list[_Record] = []  # started, not finished: closed out if a run dies
@@ -147,6 +148,7 @@ class ScenarioRun:
             steps=self.steps,
             transcript=transcript.build(self.events, self.tracker),
             protocol_violations=self.violations,
+            warnings=self.warnings,
             internal_error=self.internal_error,
         )
         return _redacted(result, self.tracker)
@@ -420,7 +422,7 @@ class ScenarioRun:
     async def send_line(self, record: _Record, line: str, display: str | None = None) -> None:
         data = protocol.encode_command(line)
         await self.send(record, data, display if display is not None else line)
-        self.envelope.sent(line)
+        self._sent_command(record.result.path, line)
 
     async def send(self, record: _Record, data: bytes, display: str) -> None:
         assert self.session is not None
@@ -443,6 +445,13 @@ class ScenarioRun:
                 "was sent (a reply ahead of its command: desynchronised)"
             )
         self.expect_unread = False
+
+    def _sent_command(self, path: str, line: str) -> None:
+        """Follow the transaction, and check the command against the advertised extensions."""
+        self.envelope.sent(line)
+        caps = self.builtins["caps"]
+        self.violations += [f"{path}: {note}" for note in extensions.violations(line, caps)]
+        self.warnings += [f"{path}: {note}" for note in extensions.warnings(line, caps)]
 
     async def read(self, step: m.Step, record: _Record) -> Reply | Closed:
         assert self.session is not None
@@ -565,7 +574,7 @@ class ScenarioRun:
             self._finish_rest(records[1:], "not sent: the pipeline could not be written")
             return self._finish(records[0], "error", str(exc))
         for record, line in zip(records, lines, strict=True):
-            self.envelope.sent(line)
+            self._sent_command(record.result.path, line)
             record.result.sent.append(line)
             self.label(record, line)
         ok = True

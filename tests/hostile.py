@@ -90,9 +90,10 @@ class Hostile:
     did not break.
     """
 
-    def __init__(self, script: Script, host: str = "127.0.0.1"):
+    def __init__(self, script: Script, host: str = "127.0.0.1", unix_path: str | None = None):
         self.script = script
         self.host = host
+        self.unix_path = unix_path  # listen on this UNIX socket instead of TCP
         self.port = 0
         self.connections: list[Conn] = []
         self.errors: list[BaseException] = []
@@ -124,6 +125,9 @@ class Hostile:
         self._loop.close()
 
     async def _start(self) -> None:
+        if self.unix_path:
+            self._server = await asyncio.start_unix_server(self._accept, self.unix_path)
+            return
         self._server = await asyncio.start_server(self._accept, self.host, 0)
         self.port = self._server.sockets[0].getsockname()[1]
 

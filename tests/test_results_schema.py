@@ -94,7 +94,7 @@ def test_schema_matches_dataclass_fields(schema: dict[str, Any], name: str, cls:
 # Properties added after the first release of format 1: optional, so older files stay valid.
 ADDED_IN_FORMAT_1 = {
     "RunResult": {"incomplete"},
-    "ScenarioResult": {"internal_error"},
+    "ScenarioResult": {"internal_error", "warnings"},
     "StepResult": {"file", "included_from"},
 }
 

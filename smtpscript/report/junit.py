@@ -157,6 +157,7 @@ def system_out(result: ScenarioResult) -> str:
     else:
         body = [line for step in result.steps for line in _step_lines(step)]
     body += [f"!: protocol violation: {v}" for v in result.protocol_violations]
+    body += [f"?: warning: {w}" for w in result.warnings]
     return "\n".join(head + body) + "\n"
 
 
