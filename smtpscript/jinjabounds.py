@@ -59,6 +59,7 @@ BYTES_PER_STEP = 128  # building this many bytes costs one step (a character: 1 
 CALL_STEPS = 10  # a call (macro, method, global): measured at 5-8 us, ten empty iterations
 MAX_INT_BITS = 1 << 14  # already more digits than Python will print (4,300)
 MAX_DEPTH = 64  # containers nested deeper than this are refused
+MAX_ITEMS = 1 << 20  # items a filter or method may make out of a string (8 MiB of pointers)
 MAX_SECONDS = 5.0  # wall clock per render, for slow work the steps do not see
 CLOCK_EVERY = 256  # steps between two looks at the clock
 
@@ -68,6 +69,9 @@ TEXT_FILTERS = frozenset(
     | {"upper", "title", "trim", "striptags", "truncate", "wordcount", "replace", "string"}
     | {"safe", "urlencode", "xmlattr", "tojson", "b64", "b64decode"}
 )
+# Filters that make a list of their input's items: a string's characters are
+# counted first, and a lazy input (map, select...) costs a step per item.
+ITEM_FILTERS = frozenset({"list", "sort", "unique", "batch", "slice", "groupby", "join"})
 # pprint indents nested values by the width of their keys, and urlize copies its
 # target/rel text into every link: neither output can be bounded cheaply, and
 # neither has a use in SMTP text.
@@ -273,6 +277,27 @@ def _measure_all(values: Iterable[object], what: str) -> None:
     for value in values:
         if isinstance(value, _CONTAINERS):
             measure(value, what)
+
+
+def _check_items(what: str, items: int) -> None:
+    if items > MAX_ITEMS:
+        raise LimitError(f"{what} would make more than {MAX_ITEMS:,} items (the limit)")
+
+
+def _counted(items: Iterator[Any]) -> Iterator[Any]:
+    budget = _budget()
+    for item in items:
+        budget.spend()
+        yield item
+
+
+def bounded_items(value: Any, what: str, *, text: bool = True) -> Any:
+    """An iterable about to become a list: a string's length checked, a lazy one counted."""
+    if text and isinstance(value, (str, bytes)):
+        _check_items(what, len(value))
+    if isinstance(value, Iterator):
+        return _counted(value)
+    return value
 
 
 # --- operators ------------------------------------------------------------------
@@ -484,10 +509,38 @@ def _replace(owner: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple
 def _join(owner: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, ...]:
     if len(args) != 1:
         return args
-    parts = list(args[0])  # read once: it may be a generator
+    parts = list(bounded_items(args[0], "'join'"))  # read once: it may be a generator
     lengths = sum(len(p) for p in parts if isinstance(p, (str, bytes)))
     _check_size("'join'", lengths + len(owner) * max(len(parts) - 1, 0))
     return (parts,)
+
+
+_LINE_BREAKS = ("\n", "\r", "\v", "\f", "\x1c", "\x1d", "\x1e", "\x85", "\u2028", "\u2029")
+
+
+def _split(owner: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, ...]:
+    sep, limit = _arg(args, kwargs, 0, "sep", None), _arg(args, kwargs, 1, "maxsplit", -1)
+    if sep is None:
+        items = len(owner) // 2 + 1  # runs of whitespace
+    elif isinstance(sep, type(owner)) and sep:
+        items = owner.count(sep) + 1
+    else:
+        return args  # Python refuses it
+    if isinstance(limit, int) and limit >= 0:
+        items = min(items, limit + 1)
+    _check_items("'split'", items)
+    return args
+
+
+def _splitlines(owner: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, ...]:
+    _check_items("'splitlines'", line_count(owner))
+    return args
+
+
+def line_count(text: str | bytes) -> int:
+    """At most how many lines ``splitlines`` would give, without splitting."""
+    breaks = _LINE_BREAKS if isinstance(text, str) else (b"\n", b"\r")
+    return sum(text.count(b) for b in breaks) + 1  # type: ignore[arg-type]
 
 
 def _translate(owner: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, ...]:
@@ -508,6 +561,9 @@ TEXT_METHODS: dict[str, MethodCheck] = {
     "expandtabs": _expandtabs,
     "replace": _replace,
     "join": _join,
+    "split": _split,
+    "rsplit": _split,
+    "splitlines": _splitlines,
     "translate": _translate,
 }
 
@@ -537,7 +593,18 @@ def _indent(s: Any, width: Any = 4, *args: Any, **kwargs: Any) -> None:
     _check_width("'indent'", width)
     text = _text(s, "'indent'")
     step = len(width) if isinstance(width, str) else width if isinstance(width, int) else 0
-    _check_size("'indent'", len(text) + (len(text.splitlines()) + 1) * max(step, 0))
+    lines = line_count(text)
+    _check_items("'indent'", lines)  # it splits the text into a list of lines
+    _check_size("'indent'", len(text) + (lines + 1) * max(step, 0))
+
+
+def _split_into_words(name: str, per_char: float) -> FilterCheck:
+    """Filters that split their text into a list of words (textwrap, regexes)."""
+
+    def check(value: Any, *args: Any, **kwargs: Any) -> None:
+        _check_items(f"'{name}'", int(len(_text(value, f"'{name}'")) * per_char) + 1)
+
+    return check
 
 
 def _format(value: Any, *args: Any, **kwargs: Any) -> None:
@@ -573,6 +640,10 @@ FILTER_CHECKS: dict[str, FilterCheck] = {
     "batch": _group_count("batch"),
     "slice": _group_count("slice"),
     "tojson": _tojson,
+    "wordwrap": _split_into_words("wordwrap", 1),  # chunks: words and the spaces between
+    "title": _split_into_words("title", 0.5),
+    "striptags": _split_into_words("striptags", 0.5),
+    "wordcount": _split_into_words("wordcount", 0.5),
 }
 
 
@@ -636,12 +707,16 @@ def bounded_filter(name: str, original: Callable[..., Any]) -> Callable[..., Any
     check = FILTER_CHECKS.get(name)
     what = f"'{name}'"
     measures_input = name in TEXT_FILTERS
+    makes_items = name in ITEM_FILTERS or name == "reverse"
 
     @functools.wraps(original)
     def bounded(*args: Any, **kwargs: Any) -> Any:
         _budget().spend()
         if measures_input and len(args) > skip:
             _measure_all(args[skip : skip + 1], what)
+        if makes_items and len(args) > skip:  # reverse turns a string around, not into a list
+            value = bounded_items(args[skip], what, text=name != "reverse")
+            args = (*args[:skip], value, *args[skip + 1 :])
         if check is not None and len(args) > skip:
             check(*args[skip:], **kwargs)
         return _sized(original(*args, **kwargs), what)

@@ -311,6 +311,46 @@ def test_filters_that_grow_text_are_bounded_by_their_result(small):
     refused("{{ ['x' * 600, 'y' * 300]|join('-' * 200) }}", "^template error: 'join' would make")
 
 
+ITEMS = "would make more than 1,048,576 items \\(the limit\\)$"
+
+
+@pytest.mark.parametrize(
+    ("source", "name"),
+    [
+        ("{{ ('x' * 2000000)|list|length }}", "list"),
+        ("{{ ('x' * 2000000)|sort|length }}", "sort"),
+        ("{{ ('x' * 2000000)|batch(1)|list|length }}", "batch"),
+        ("{{ ('x' * 2000000)|join(',')|length }}", "join"),
+        ("{{ ','.join('x' * 2000000)|length }}", "join"),
+        ("{{ ('x' * 2000000).split('x')|length }}", "split"),
+        ("{{ (' ' * 3000000).split()|length }}", "split"),
+        ("{{ ('\n' * 2000000).splitlines()|length }}", "splitlines"),
+        ("{{ ('\n' * 2000000)|indent(0)|length }}", "indent"),
+        ("{{ ('a ' * 1500000)|title|length }}", "title"),
+        ("{{ ('a ' * 1500000)|wordwrap|length }}", "wordwrap"),
+    ],
+)
+def test_a_string_is_not_turned_into_millions_of_items(source, name):
+    # a list of 32 million one-character strings would take 256 MB of pointers alone
+    refused(source, f"^template error: '{name}' {ITEMS}")
+
+
+def test_lazy_filters_cost_a_step_per_item():
+    refused("{{ ('x' * 30000000)|select|list|length }}", f"^template error: {WORK}")
+    assert render("{{ ('x' * 30000000)|reverse|length }}", {}) == "30000000"
+
+
+def test_splitting_small_strings_still_works():
+    source = (
+        "{{ 'a\nb'.splitlines() }}{{ 'a b'.split() }}{{ 'a,b,c'.rsplit(',', 1) }}"
+        "{{ 'a\nb'.encode().splitlines() }}{{ 'hello world'|title }}{{ '<b>x</b> y'|striptags }}"
+        "{{ 'a b c'|wordcount }}{{ range(3)|reverse|list }}"
+    )
+    assert render(source, {}) == (
+        "['a', 'b']['a', 'b']['a,b', 'c'][b'a', b'b']Hello Worldx y3[2, 1, 0]"
+    )
+
+
 def test_truncate_never_grows_its_text():
     # Jinja asserts length >= len(end), so the result is at most the longer of the two
     assert render("{{ 'abc'|truncate(10**9) }}", {}) == "abc"
