@@ -624,6 +624,12 @@ def _group_count(name: str) -> FilterCheck:
     return check
 
 
+def _round(value: Any, precision: Any = 0, *args: Any, **kwargs: Any) -> None:
+    # rounding an int, and method='ceil' or 'floor' for any number, computes 10**precision
+    if isinstance(precision, int) and precision:
+        _check_bits("'round'", math.ceil(abs(precision) * math.log2(10)))
+
+
 def _tojson(value: Any, indent: Any = None, **_: Any) -> None:
     found = shape(value, "'tojson'")
     step = len(indent) if isinstance(indent, str) else indent if isinstance(indent, int) else 0
@@ -640,6 +646,7 @@ FILTER_CHECKS: dict[str, FilterCheck] = {
     "batch": _group_count("batch"),
     "slice": _group_count("slice"),
     "tojson": _tojson,
+    "round": _round,
     "wordwrap": _split_into_words("wordwrap", 1),  # chunks: words and the spaces between
     "title": _split_into_words("title", 0.5),
     "striptags": _split_into_words("striptags", 0.5),

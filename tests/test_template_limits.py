@@ -299,6 +299,8 @@ def test_context_values_that_print_too_long_are_refused(small):
         ("{{ range(10)|slice(10**9)|list }}", width("slice", "1,000,000,000")),
         ("{{ {'a': [1, 2]}|tojson(indent=10**9) }}", f"^template error: 'tojson' {TOO_LONG}$"),
         ("{{ ([['x'] * 1000] * 1000)|sum(start=[]) }}", f"^template error: {WORK}"),
+        ("{{ 5|round(-10**9) }}", "^template error: 'round' would make a number of "),
+        ("{{ 5.5|round(10**9, 'floor') }}", "^template error: 'round' would make a number of "),
     ],
 )
 def test_filters_with_size_parameters_are_bounded(source, pattern):
@@ -375,6 +377,7 @@ def test_truncate_never_grows_its_text():
         ("{{ {'a': [1]}|tojson }}{{ {'a': 1}|tojson(indent=1) }}", '{"a": [1]}{\n "a": 1\n}'),
         ("{{ 'alice'|b64 }}={{ 'YWxpY2U='|b64decode }}", "YWxpY2U==alice"),
         ("{{ ['b', 'a']|map('upper')|join }}", "BA"),
+        ("{{ 1234|round(-2) }} {{ 2.567|round(2, 'floor') }}", "1200 2.56"),
     ],
 )
 def test_bounded_filters_still_work(source, expected):
