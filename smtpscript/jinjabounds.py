@@ -56,6 +56,7 @@ MAX_OUTPUT = 32 << 20  # characters one template may render
 MAX_SIZE = 32 << 20  # characters any one value built by a template may have
 MAX_WORK = 1_000_000  # steps per render (see the module docstring)
 BYTES_PER_STEP = 128  # building this many bytes costs one step (a character: 1 to 4)
+COPIES_PER_STEP = 1 << 16  # characters copied by one slice, in a step's time
 CALL_STEPS = 10  # a call (macro, method, global): measured at 5-8 us, ten empty iterations
 MAX_INT_BITS = 1 << 14  # already more digits than Python will print (4,300)
 MAX_DEPTH = 64  # containers nested deeper than this are refused
@@ -362,7 +363,7 @@ def _number(text: str, i: int) -> tuple[str, int]:
     if i < len(text) and text[i] == "*":
         return "*", i + 1
     end = i
-    while end < len(text) and text[end].isdigit():
+    while end < len(text) and text[end] in "0123456789":  # ASCII only, as CPython reads
         end += 1
     return text[i:end], end
 
@@ -464,6 +465,36 @@ class _Formatter(_FormatBounds):
 
 class _EscapeFormatter(_FormatBounds, SandboxedEscapeFormatter):
     pass
+
+
+# --- text that grows -------------------------------------------------------------------
+# Filters and methods whose result can be several times longer than their input are
+# checked before they run, so the big result is never built only to be refused.
+
+
+def escaped_size(text: str) -> int:
+    """The length of ``escape(text)``: & ' " become five characters, < > four."""
+    wide = text.count("&") + text.count("'") + text.count('"')
+    return len(text) + 4 * wide + 3 * (text.count("<") + text.count(">"))
+
+
+def grown_size(value: Any, ascii_factor: int, worst: int, what: str) -> int:
+    """At most how long ``value`` becomes when each character may turn into ``worst``."""
+    if isinstance(value, (str, bytes)):
+        return len(value) * (ascii_factor if value.isascii() else worst)
+    return measure(value, what) * worst
+
+
+def _growth(name: str, ascii_factor: int, worst: int) -> Callable[..., None]:
+    what = f"'{name}'"
+
+    def check(value: Any, *args: Any, **kwargs: Any) -> None:
+        if name in ("e", "escape", "forceescape") and isinstance(value, str):
+            _check_size(what, escaped_size(value))
+        else:
+            _check_size(what, grown_size(value, ascii_factor, worst, what))
+
+    return check
 
 
 # --- str, bytes and int methods -------------------------------------------------------
@@ -568,6 +599,31 @@ TEXT_METHODS: dict[str, MethodCheck] = {
 }
 
 
+def _growing_method(name: str, ascii_factor: int, worst: int) -> MethodCheck:
+    def check(owner: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, ...]:
+        _check_size(f"'{name}'", grown_size(owner, ascii_factor, worst, f"'{name}'"))
+        return args
+
+    return check
+
+
+# case changes: 'ﬃ'.upper() is 'FFI'; hex: two digits a byte and a separator;
+# encode: UTF-32 takes four bytes a character, UTF-8 up to four
+for _name in ("upper", "lower", "title", "capitalize", "casefold", "swapcase"):
+    TEXT_METHODS[_name] = _growing_method(_name, 1, 3)
+
+
+def _encode(owner: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, ...]:
+    encoding = str(_arg(args, kwargs, 0, "encoding", "utf-8"))
+    wide = "16" in encoding or "32" in encoding
+    _check_size("'encode'", grown_size(owner, 4 if wide else 1, 4, "'encode'"))
+    return args
+
+
+TEXT_METHODS["encode"] = _encode
+TEXT_METHODS["hex"] = _growing_method("hex", 3, 3)
+
+
 def _check_method(obj: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, ...]:
     """Size parameters of built-in methods, checked before the method allocates."""
     if not isinstance(obj, types.BuiltinMethodType):
@@ -638,6 +694,14 @@ def _tojson(value: Any, indent: Any = None, **_: Any) -> None:
     _check_size("'tojson'", size)
 
 
+def _both(first: FilterCheck, second: FilterCheck) -> FilterCheck:
+    def check(*args: Any, **kwargs: Any) -> None:
+        first(*args, **kwargs)
+        second(*args, **kwargs)
+
+    return check
+
+
 FILTER_CHECKS: dict[str, FilterCheck] = {
     "center": _center,
     "indent": _indent,
@@ -648,9 +712,12 @@ FILTER_CHECKS: dict[str, FilterCheck] = {
     "tojson": _tojson,
     "round": _round,
     "wordwrap": _split_into_words("wordwrap", 1),  # chunks: words and the spaces between
-    "title": _split_into_words("title", 0.5),
+    "title": _both(_split_into_words("title", 0.5), _growth("title", 1, 3)),
     "striptags": _split_into_words("striptags", 0.5),
     "wordcount": _split_into_words("wordcount", 0.5),
+    **{name: _growth(name, 6, 6) for name in ("e", "escape", "forceescape", "xmlattr")},
+    **{name: _growth(name, 1, 3) for name in ("upper", "lower", "capitalize")},
+    "urlencode": _growth("urlencode", 3, 12),  # %XX for each byte of UTF-8
 }
 
 
@@ -694,8 +761,12 @@ def wordwrap_filter(
     wrap = environment.newline_sequence if wrapstring is None else _text(wrapstring, "'wordwrap'")
     # wrapped lines hold no "\n" (Jinja splits paragraphs first), so wrapping with
     # "\n" and replacing it gives the same text, and tells its size beforehand
-    plain = do_wordwrap(environment, _text(s, "'wordwrap'"), width, break_long_words, "\n",
-                        break_on_hyphens)  # fmt: skip
+    text = _text(s, "'wordwrap'")
+    if break_long_words and isinstance(width, int):
+        # textwrap cuts a long word by slicing what is left of it again and again
+        longest = max(map(len, text.split()), default=0)
+        _budget().spend(longest * len(text) // max(width, 1) // COPIES_PER_STEP)
+    plain = do_wordwrap(environment, text, width, break_long_words, "\n", break_on_hyphens)
     breaks = plain.count("\n")
     _check_size("'wordwrap'", len(plain) + breaks * (len(wrap) - 1))
     return plain if wrap == "\n" else plain.replace("\n", wrap)

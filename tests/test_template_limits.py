@@ -337,6 +337,34 @@ def test_a_string_is_not_turned_into_millions_of_items(source, name):
     refused(source, f"^template error: '{name}' {ITEMS}")
 
 
+@pytest.mark.parametrize(
+    ("source", "name"),
+    [
+        ("{{ ('<>' * 10000000)|e }}", "e"),  # four times longer
+        ("{{ ('&' * 10000000)|escape }}", "escape"),
+        ("{{ ('ﬃ' * 20000000)|upper }}", "upper"),  # 'FFI': three times longer
+        ("{{ ('ﬃ' * 20000000).upper() }}", "upper"),
+        ("{{ ('é' * 5000000)|urlencode }}", "urlencode"),  # %C3%A9
+        ("{{ ('x' * 10000000).encode('utf-32') }}", "encode"),
+        ("{{ ('x' * 12000000).encode().hex(':') }}", "hex"),
+    ],
+)
+def test_text_that_grows_is_refused_before_it_is_built(source, name):
+    tracemalloc.start()
+    try:
+        refused(source, f"^template error: '{name}' {TOO_LONG}$")
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 150_000_000  # the input (up to 80 MB of wide characters), not its growth
+
+
+def test_wordwrap_cutting_one_huge_word_into_pieces_is_work():
+    # textwrap slices what is left of a long word again and again: quadratic
+    refused("{{ ('a' * 1000000)|wordwrap(1) }}", f"^template error: {WORK}")
+    assert render("{{ ('hello world ' * 1000)|wordwrap(79)|length }}", {}) == "11999"
+
+
 def test_lazy_filters_cost_a_step_per_item():
     refused("{{ ('x' * 30000000)|select|list|length }}", f"^template error: {WORK}")
     assert render("{{ ('x' * 30000000)|reverse|length }}", {}) == "30000000"
