@@ -1,7 +1,7 @@
 """A Jinja sandbox whose every template has bounded output, time and memory.
 
 Scenario files may be written by anyone, and Jinja's sandbox only guards
-Python's internals: ``{{ 'a' * 10**10 }}``, ``{{ 9**9**9 }}``, nested loops,
+Python's internals: ``{{ 'a' * 10**10 }}``, ``{{ 9**(9**9) }}``, nested loops,
 a macro calling itself twice, or ``~`` doubling a string in a loop would each
 hang the process or eat its memory. Here:
 
@@ -12,11 +12,20 @@ hang the process or eat its memory. Here:
   iteration costs one step per node of the loop's body, a call ``CALL_STEPS``;
 - every value a template builds (with an operator, ``~``, a literal, a filter
   or a method call) is at most ``MAX_SIZE`` characters long, a container
-  counting as long as it would print; size parameters (widths, counts,
-  ``%`` and ``format`` fields) are checked *before* anything is allocated;
+  counting as long as it would print (measured without printing it, so a
+  list holding one list ten times, ten levels deep, is cheap to refuse);
+  size parameters (widths, counts, ``%`` and ``format`` fields), text that
+  grows (escaping, case changes) and strings turned into lists of items
+  (``MAX_ITEMS``) are checked *before* anything is allocated;
 - the rendered output of one template is at most ``MAX_OUTPUT`` characters,
   counted while streaming, so rendering stops early;
-- lists, dicts and sets cannot be modified (``append`` doubling is refused).
+- lists, dicts and sets cannot be modified (``append`` doubling is refused);
+  ``lipsum``, ``pprint`` and ``urlize`` are gone.
+
+How: the parsed template is rewritten before code generation (loops count
+their iterations, ``~`` and literals check sizes), the operators above are
+intercepted (which also stops Jinja folding them at compile time), every
+filter is wrapped, and the sandbox's ``call`` checks methods' arguments.
 
 Going over a limit raises ``LimitError``, one line naming the limit. The limits
 are module constants, read at run time, so tests and callers can change them.
@@ -114,10 +123,19 @@ class Budget:
 _BUDGET: ContextVar[Budget | None] = ContextVar("smtpscript_template_budget", default=None)
 
 
+class NotRendering(Exception):
+    """Work asked for outside ``render``/``evaluate``: Jinja folding constants.
+
+    Refusing it makes Jinja leave the expression to run time, within a budget,
+    instead of storing a big constant in compiled (and cached) code.
+    """
+
+
 def _budget() -> Budget:
-    # outside a render (Jinja folding constants at compile time) each call
-    # gets a fresh budget: the sizes are still checked
-    return _BUDGET.get() or Budget()
+    budget = _BUDGET.get()
+    if budget is None:
+        raise NotRendering("templates of this environment run through jinjabounds.render")
+    return budget
 
 
 def _charge(value: object, estimate: int = 0) -> None:
@@ -842,8 +860,15 @@ def _helper_method(function: Callable[..., Any]) -> Callable[..., Any]:
     return function
 
 
+class BoundedTemplate(jinja2.Template):
+    def render(self, *args: Any, **kwargs: Any) -> str:
+        return render(self, dict(*args, **kwargs))
+
+
 class BoundedEnvironment(ImmutableSandboxedEnvironment):
     """The sandbox with the limits of this module; ``filters`` adds project filters."""
+
+    template_class = BoundedTemplate
 
     intercepted_binops = frozenset(BINOPS)  # also stops Jinja folding them at compile time
 

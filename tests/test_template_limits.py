@@ -135,6 +135,25 @@ def test_constants_are_not_folded_at_compile_time():
     assert time.perf_counter() - start < 5
 
 
+def test_filters_are_not_folded_into_big_constants_in_cached_code():
+    # compiled templates are cached: a folded 32 MiB constant would stay in memory
+    from smtpscript.templating import environment
+
+    code = environment().compile("{{ 'a'|center(30000000) }}{{ 'x' * 3 }}", raw=True)
+    assert len(code) < 10_000
+    assert render("{{ 'a'|center(3) }}", {}) == " a "
+
+
+def test_the_environment_renders_within_a_budget_when_used_directly():
+    from smtpscript.templating import environment
+
+    template = environment().from_string("{% for i in range(100000) %}{% for j in range(100000) %}"
+                                         "{% endfor %}{% endfor %}")  # fmt: skip
+    with pytest.raises(jinjabounds.LimitError, match="too much work"):
+        template.render()
+    assert environment().from_string("{{ x }}!").render(x=1) == "1!"
+
+
 def test_big_values_are_refused_without_allocating_them():
     tracemalloc.start()
     try:
