@@ -50,6 +50,19 @@ class TlsOptions:
 
 
 @dataclass(frozen=True)
+class ProxySettings:
+    """A PROXY protocol header to send before anything else (smtpscript.proxyheader).
+
+    ``source`` and ``destination`` are plain ``IPv4:port`` or ``[IPv6]:port`` strings
+    (not templates): validation checks them, so the header can always be built.
+    """
+
+    version: int
+    source: str
+    destination: str
+
+
+@dataclass(frozen=True)
 class Endpoint:
     """Where and how to connect; scenario ``target`` and ``connect`` steps both use it."""
 
@@ -61,6 +74,7 @@ class Endpoint:
     connect_timeout: float | None = None
     source_address: str | None = None
     socket_path: str | None = None  # a UNIX socket instead of host and port (unix:/path)
+    proxy: ProxySettings | None = None  # a PROXY header sent first, before TLS and the banner
 
     def where(self) -> str:
         """Where it connects, for labels: host:port or unix:/path."""
@@ -80,6 +94,7 @@ class Endpoint:
                 inner.connect_timeout if inner.connect_timeout is not None else self.connect_timeout
             ),
             source_address=inner.source_address or self.source_address,
+            proxy=inner.proxy or self.proxy,
         )
 
 
@@ -198,7 +213,15 @@ def endpoint_from(data: dict[str, Any]) -> Endpoint:
         timeout=data.get("timeout"),
         connect_timeout=data.get("connect_timeout"),
         source_address=data.get("source_address"),
+        proxy=proxy_from(data.get("proxy")),
     )
+
+
+def proxy_from(data: dict[str, Any] | None) -> ProxySettings | None:
+    """PROXY header settings from their validated YAML mapping."""
+    if not data:
+        return None
+    return ProxySettings(data["version"], data["source"], data["destination"])
 
 
 def hostport(host: str, port: int) -> str:

@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from smtpscript import __version__, expectations, extensions, protocol, transcript
+from smtpscript import __version__, expectations, extensions, protocol, proxyheader, transcript
 from smtpscript import model as m
 from smtpscript.actions import ACTIONS
 from smtpscript.envelope import Envelope
@@ -517,6 +517,7 @@ class ScenarioRun:
             server_name=endpoint.tls_options.server_name,
             source_address=endpoint.source_address,
             socket_path=endpoint.socket_path,
+            preamble=proxyheader.preamble(endpoint.proxy),
         )
         self.builtins["caps"] = {}
         self.envelope = Envelope()

@@ -82,6 +82,34 @@ ENDPOINT = {
         "type": "string",
         "description": "Local address to connect from.",
     },
+    "proxy": {
+        "type": "object",
+        "description": "Send a HAProxy PROXY protocol header as the very first bytes of the "
+        "connection (before TLS and the banner), claiming a client for a server behind a "
+        "proxy. source and destination are plain strings, not templates.",
+        "additionalProperties": False,
+        "required": ["version", "source", "destination"],
+        "properties": {
+            "version": {
+                "enum": [1, 2],
+                "description": "1: the text header (PROXY TCP4 ...); 2: the binary header.",
+            },
+            "source": {
+                "type": "string",
+                "description": "The claimed client: IPv4:port or [IPv6]:port (not a template).",
+                "examples": ["203.0.113.7:40000", "[2001:db8::7]:40000"],
+            },
+            "destination": {
+                "type": "string",
+                "description": "The address the client connected to, of the same family as "
+                "source: IPv4:port or [IPv6]:port (not a template).",
+                "examples": ["198.51.100.1:25", "[2001:db8::25]:25"],
+            },
+        },
+        "examples": [
+            {"version": 1, "source": "203.0.113.7:40000", "destination": "198.51.100.1:25"}
+        ],
+    },
 }
 
 

@@ -14,11 +14,13 @@ import contextlib
 import socket
 import ssl
 import time
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 
 from smtpscript.errors import LimitExceeded, RemoteProtocolError
 from smtpscript.model import hostport
 from smtpscript.protocol import Reply, ReplyParser, escape_bytes
+from smtpscript.proxyheader import describe
 from smtpscript.results import TlsFacts
 from smtpscript.tlsinfo import describe_verify_error, facts_from
 
@@ -117,23 +119,37 @@ class Session:
         server_name: str | None = None,
         source_address: str | None = None,
         socket_path: str | None = None,
+        preamble: bytes | None = None,
     ) -> None:
-        """Connect to host and port, or to a UNIX socket when ``socket_path`` is given."""
+        """Connect to host and port, or to a UNIX socket when ``socket_path`` is given.
+
+        ``preamble`` (a PROXY protocol header) is written right after connecting, before
+        the TLS handshake of implicit TLS and before the banner is read.
+        """
         local = (source_address, 0) if source_address else None
         sni = (server_name or host) if tls else None
         if socket_path:
             host, port = socket_path, 0  # how errors and notes name it
+        # with a preamble, TLS starts only after it: the proxy header precedes everything
+        first_tls, first_sni = (None, None) if preamble else (tls, sni)
         try:
             opening = (
                 asyncio.open_unix_connection(
-                    socket_path, ssl=tls, server_hostname=sni, limit=READ_CHUNK
+                    socket_path, ssl=first_tls, server_hostname=first_sni, limit=READ_CHUNK
                 )
                 if socket_path
                 else asyncio.open_connection(
-                    host, port, ssl=tls, server_hostname=sni, local_addr=local, limit=READ_CHUNK
+                    host,
+                    port,
+                    ssl=first_tls,
+                    server_hostname=first_sni,
+                    local_addr=local,
+                    limit=READ_CHUNK,
                 )
             )
-            self._reader, self._writer = await asyncio.wait_for(opening, timeout)
+            self._reader, self._writer = await asyncio.wait_for(
+                self._preamble(opening, preamble, tls, sni), timeout
+            )
         except TimeoutError:
             raise ConnectError(
                 f"connection to {hostport(host, port)} timed out after {timeout:g} s"
@@ -165,8 +181,31 @@ class Session:
             self.note(f"connected to unix:{socket_path}")
         else:
             self.note(f"connected to {hostport(*peer[:2]) if peer else hostport(host, port)}")
+        if preamble:
+            self.events.append(RawEvent(self.now(), "C", preamble, describe(preamble)))
         if tls:
             self._record_tls(server_name or host, tls)
+
+    @staticmethod
+    async def _preamble(
+        opening: Awaitable[tuple[asyncio.StreamReader, asyncio.StreamWriter]],
+        preamble: bytes | None,
+        tls: ssl.SSLContext | None,
+        sni: str | None,
+    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        """Open, write the preamble (if any), then start TLS (if the preamble delayed it)."""
+        reader, writer = await opening
+        if not preamble:
+            return reader, writer
+        try:
+            writer.write(preamble)
+            await writer.drain()
+            if tls:
+                await writer.start_tls(tls, server_hostname=sni)
+        except BaseException:  # also a timeout's cancellation: the socket is ours to close
+            writer.transport.abort()
+            raise
+        return reader, writer
 
     def _unread_bytes(self) -> int:
         """Bytes the parser holds: complete replies not pulled yet and an unfinished one."""

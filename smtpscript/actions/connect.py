@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from smtpscript.actions.base import ActionSpec, StepContext, templates
+from smtpscript import proxyheader
+from smtpscript.actions.base import ActionSpec, Checker, JsonPath, StepContext, templates
 from smtpscript.model import Endpoint, endpoint_from
 from smtpscript.patterns import CodePattern
 from smtpscript.schemaparts import ENDPOINT, obj
@@ -28,6 +29,29 @@ def build(value: Any) -> Connect:
     return Connect(endpoint_from(value or {}))
 
 
+def check(value: Any, path: JsonPath, checker: Checker) -> None:
+    templates("host")(value, path, checker)
+    if isinstance(value, dict):
+        check_proxy(value.get("proxy"), (*path, "proxy"), checker)
+
+
+def check_proxy(proxy: Any, path: JsonPath, checker: Checker) -> None:
+    """PROXY header addresses the header can carry: found now, not when connecting."""
+    if not isinstance(proxy, dict):
+        return
+    ends: dict[str, proxyheader.IPAddress] = {}
+    for key in ("source", "destination"):
+        if not isinstance(proxy.get(key), str):
+            continue  # the schema says what is wrong with it
+        try:
+            ends[key] = proxyheader.parse_address(proxy[key])[0]
+        except proxyheader.ProxyHeaderError as exc:
+            checker.add((*path, key), str(exc))
+    if len(ends) == 2 and ends["source"].version != ends["destination"].version:
+        message = proxyheader.family_message(ends["source"], ends["destination"])
+        checker.add((*path, "destination"), message)
+
+
 SPEC = ActionSpec(
     name="connect",
     order=10,
@@ -39,7 +63,7 @@ SPEC = ActionSpec(
     build=build,
     run=run,
     default_expect=CodePattern(("220",)),
-    check=templates("host"),
+    check=check,
     needs_connection=False,
     tls_expectations=True,
     summary="(re)open the connection, read the banner",
