@@ -10,11 +10,30 @@
 #   SMTPSCRIPT_POSTFIX_PORT            10025  SMTP, STARTTLS offered, AUTH only after TLS
 #   SMTPSCRIPT_POSTFIX_SMTPS_PORT      10465  implicit TLS (wrapper mode), AUTH
 #   SMTPSCRIPT_POSTFIX_SUBMISSION_PORT 10587  submission: STARTTLS required, AUTH required to relay
+#   SMTPSCRIPT_POSTFIX_PROXY_PORT      10026  like 10025, but every connection must start with a
+#                                             HAProxy PROXY header (v1 text or v2 binary): the
+#                                             banner comes only after it, and the address it claims
+#                                             is the client (maillog "connect from", Received:).
+#                                             No reverse DNS lookup (client name is "unknown").
+#   SMTPSCRIPT_POSTFIX_XCLIENT_PORT    10027  like 10025, plus XCLIENT for 127.0.0.1
+#                                             (smtpd_authorized_xclient_hosts); the main port
+#                                             does not offer XCLIENT.
+#
+# Extensions on every port: PIPELINING, SIZE, ENHANCEDSTATUSCODES, 8BITMIME, DSN, SMTPUTF8
+# (smtputf8_enable = yes), CHUNKING (BDAT; stored with LF line endings, no dot-stuffing).
 #
 # Loopback clients are outsiders (mynetworks excludes 127.0.0.1): relaying is refused with
 # "554 5.7.1 <x@example.net>: Relay access denied" unless authenticated. Mail to
 # postfix.test (alice, bob) is delivered into Maildirs under STATEDIR/mail; mail to any
 # other domain is accepted only after AUTH and is then DISCARDED (never leaves the host).
+# Virtual alias (virtual_alias_maps): jörg@postfix.test (a UTF-8 local part, any case) ->
+# alice@postfix.test. RFC 6531 wants MAIL FROM ... SMTPUTF8 before a UTF-8 address; Postfix
+# (strict_smtputf8 = no, the default) accepts one without it too.
+# Maildir files: STATEDIR/mail/postfix.test/USER/new/ (LF line endings).
+#
+# The log of every daemon (INFO and up, including "connect from NAME[ADDR]" with the address a
+# PROXY header or XCLIENT claimed) goes to STATEDIR/maillog through postlogd (maillog_file),
+# not to syslog.
 #
 # Writes STATEDIR/env (shell syntax) describing the instance; see tests/postfix_env.py.
 set -euo pipefail
@@ -24,6 +43,8 @@ HOST=127.0.0.1
 PORT="${SMTPSCRIPT_POSTFIX_PORT:-10025}"
 SMTPS_PORT="${SMTPSCRIPT_POSTFIX_SMTPS_PORT:-10465}"
 SUBMISSION_PORT="${SMTPSCRIPT_POSTFIX_SUBMISSION_PORT:-10587}"
+PROXY_PORT="${SMTPSCRIPT_POSTFIX_PROXY_PORT:-10026}"
+XCLIENT_PORT="${SMTPSCRIPT_POSTFIX_XCLIENT_PORT:-10027}"
 DOMAIN=postfix.test
 MYHOSTNAME=mx.postfix.test
 SASL_USER=alice
@@ -45,9 +66,12 @@ die() {
 for tool in postfix postconf openssl saslpasswd2; do
     command -v "$tool" >/dev/null 2>&1 || die "'$tool' not found: apt-get install postfix sasl2-bin libsasl2-modules openssl"
 done
-for port in "$PORT" "$SMTPS_PORT" "$SUBMISSION_PORT"; do
+ALL_PORTS=("$PORT" "$SMTPS_PORT" "$SUBMISSION_PORT" "$PROXY_PORT" "$XCLIENT_PORT")
+for port in "${ALL_PORTS[@]}"; do
     [[ "$port" =~ ^[0-9]+$ ]] || die "invalid port: $port"
 done
+[[ $(printf '%s\n' "${ALL_PORTS[@]}" | sort -u | wc -l) -eq ${#ALL_PORTS[@]} ]] \
+    || die "the ports must all differ: ${ALL_PORTS[*]}"
 case "$STATEDIR" in
     /*) ;;
     *) STATEDIR="$(pwd)/${STATEDIR}" ;;
@@ -140,6 +164,11 @@ cat >"${CONF}/vmailbox" <<EOF
 alice@${DOMAIN}    ${DOMAIN}/alice/
 bob@${DOMAIN}      ${DOMAIN}/bob/
 EOF
+# UTF-8 keys work in texthash (like hash/lmdb) tables when smtputf8_enable = yes; Postfix
+# case-folds them itself (casefold, not just ASCII lower-case).
+cat >"${CONF}/virtual" <<EOF
+jörg@${DOMAIN}     alice@${DOMAIN}
+EOF
 
 # ---------------------------------------------------------------- main.cf
 cat >"${CONF}/main.cf" <<EOF
@@ -173,7 +202,7 @@ relay_domains =
 virtual_mailbox_domains = ${DOMAIN}
 virtual_mailbox_base = ${MAILBASE}
 virtual_mailbox_maps = texthash:${CONF}/vmailbox
-virtual_alias_maps =
+virtual_alias_maps = texthash:${CONF}/virtual
 virtual_uid_maps = static:${MAIL_UID}
 virtual_gid_maps = static:${MAIL_GID}
 virtual_minimum_uid = ${MAIL_UID}
@@ -183,6 +212,10 @@ default_transport = discard:smtpscript-test-no-outbound-mail
 relay_transport = discard:smtpscript-test-no-outbound-mail
 
 smtpd_banner = \$myhostname ESMTP Postfix
+# Explicit although they are the defaults here: the protocol-extension tests rely on SMTPUTF8,
+# DSN and CHUNKING being advertised on every port.
+smtputf8_enable = yes
+smtpd_discard_ehlo_keywords =
 smtpd_helo_required = no
 smtpd_delay_reject = yes
 smtpd_client_restrictions =
@@ -226,6 +259,14 @@ ${HOST}:${SUBMISSION_PORT} inet n - n - - smtpd
   -o smtpd_tls_security_level=encrypt
   -o smtpd_sasl_auth_enable=yes
   -o smtpd_relay_restrictions=permit_sasl_authenticated,reject
+${HOST}:${PROXY_PORT} inet n - n - - smtpd
+  -o syslog_name=postfix-smtpscript/proxy
+  -o smtpd_upstream_proxy_protocol=haproxy
+  -o smtpd_upstream_proxy_timeout=5s
+  -o smtpd_peername_lookup=no
+${HOST}:${XCLIENT_PORT} inet n - n - - smtpd
+  -o syslog_name=postfix-smtpscript/xclient
+  -o smtpd_authorized_xclient_hosts=${HOST}
 pickup    unix  n       -       n       60      1       pickup
 cleanup   unix  n       -       n       -       0       cleanup
 qmgr      unix  n       -       n       300     1       qmgr
@@ -255,11 +296,16 @@ log "starting Postfix (config ${CONF})"
 out="$(postfix -c "$CONF" start 2>&1)" || die "postfix start failed: ${out}"
 
 # ---------------------------------------------------------------- wait for the banners
-wait_banner() { # port: wait for "220 " on a plain connection
-    local port=$1 deadline=$((SECONDS + READY_TIMEOUT)) line=""
+wait_banner() { # port [proxy-line]: wait for "220 " on a plain connection (after that PROXY header)
+    local port=$1 proxy=${2:-} deadline=$((SECONDS + READY_TIMEOUT)) line=""
     while ((SECONDS < deadline)); do
-        if exec 3<>"/dev/tcp/${HOST}/${port}" 2>/dev/null; then
+        # The braces matter: "exec 3<>... 2>/dev/null" alone would send the script's stderr to
+        # /dev/null for good (exec without a command keeps its redirections).
+        if { exec 3<>"/dev/tcp/${HOST}/${port}"; } 2>/dev/null; then
             line=""
+            if [[ -n "$proxy" ]]; then
+                printf '%s\r\n' "$proxy" >&3 2>/dev/null || true
+            fi
             IFS= read -r -t 5 line <&3 || true
             printf 'QUIT\r\n' >&3 2>/dev/null || true
             exec 3<&- 3>&- || true
@@ -273,6 +319,8 @@ wait_banner() { # port: wait for "220 " on a plain connection
 }
 wait_banner "$PORT"
 wait_banner "$SUBMISSION_PORT"
+wait_banner "$XCLIENT_PORT"
+wait_banner "$PROXY_PORT" "PROXY TCP4 ${HOST} ${HOST} 1 ${PROXY_PORT}"
 
 # The smtps port sends its banner only inside TLS: check the handshake and the banner.
 smtps_banner="$(printf 'QUIT\r\n' | timeout 15 openssl s_client -connect "${HOST}:${SMTPS_PORT}" \
@@ -286,6 +334,9 @@ SMTPSCRIPT_POSTFIX_HOST=${HOST}
 SMTPSCRIPT_POSTFIX_PORT=${PORT}
 SMTPSCRIPT_POSTFIX_SMTPS_PORT=${SMTPS_PORT}
 SMTPSCRIPT_POSTFIX_SUBMISSION_PORT=${SUBMISSION_PORT}
+SMTPSCRIPT_POSTFIX_PROXY_PORT=${PROXY_PORT}
+SMTPSCRIPT_POSTFIX_XCLIENT_PORT=${XCLIENT_PORT}
+SMTPSCRIPT_POSTFIX_MAILLOG=${MAILLOG}
 SMTPSCRIPT_POSTFIX_MAILDIR=${MAILBASE}
 SMTPSCRIPT_POSTFIX_CA=${CA}
 SMTPSCRIPT_POSTFIX_DOMAIN=${DOMAIN}
@@ -295,5 +346,6 @@ SMTPSCRIPT_POSTFIX_MECHS="${MECH_LIST}"
 EOF
 chmod 0644 "${STATEDIR}/env"
 
-log "ready: smtp ${HOST}:${PORT}, smtps ${HOST}:${SMTPS_PORT}, submission ${HOST}:${SUBMISSION_PORT}"
+log "ready: smtp ${HOST}:${PORT}, smtps ${HOST}:${SMTPS_PORT}, submission ${HOST}:${SUBMISSION_PORT}," \
+    "proxy ${HOST}:${PROXY_PORT}, xclient ${HOST}:${XCLIENT_PORT}"
 cat "${STATEDIR}/env"
