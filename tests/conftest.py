@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 import pytest
+from dovecot_env import DovecotServer, find_dovecot
 from postfix_env import PostfixServer, find_postfix
 
 
@@ -19,6 +20,20 @@ def postfix() -> PostfixServer:
     Missing server: a failure under CI (CI=true), a skip otherwise.
     """
     server, why = find_postfix()
+    if server is None:
+        if _in_ci():
+            pytest.fail(f"CI is set but {why}", pytrace=False)
+        pytest.skip(why)
+    return server
+
+
+@pytest.fixture(scope="session")
+def dovecot() -> DovecotServer:
+    """The loopback Dovecot LMTP started by tests/dovecot/setup.sh (.ci/run starts it).
+
+    Missing server: a failure under CI (CI=true), a skip otherwise.
+    """
+    server, why = find_dovecot()
     if server is None:
         if _in_ci():
             pytest.fail(f"CI is set but {why}", pytrace=False)
