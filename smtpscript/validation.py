@@ -16,13 +16,16 @@ from collections.abc import Set as AbstractSet
 from functools import lru_cache
 from typing import Any
 
-from smtpscript.actions import ACTION_NAMES
+from smtpscript.actions import ACTION_NAMES, ACTIONS
 from smtpscript.errors import Problem, did_you_mean
 from smtpscript.schemafile import fast_check, load_schema, schema_path, validator
 from smtpscript.semantics import IncludeLookup, semantic_problems
 from smtpscript.yamlsource import Document, JsonPath
 
 __all__ = ["load_schema", "schema_path", "validate", "validator"]
+
+# actions whose value may carry message headers (data, bdat)
+_MESSAGE_ACTIONS = frozenset(name for name, spec in ACTIONS.items() if spec.per_recipient)
 
 _TYPE_NAMES = {
     dict: "a mapping",
@@ -106,7 +109,11 @@ def _translate(doc: Document, error: Any, path: JsonPath) -> Iterator[Problem]:
         for best in _best_alternative_errors(error):
             yield from _translate(doc, best, tuple(best.absolute_path))
     elif kind == "pattern" and "propertyNames" in list(error.absolute_schema_path)[-2:]:
-        message = _header_message(instance) if path[-2:] == ("data", "headers") else None
+        message = (
+            _header_message(instance)
+            if len(path) >= 2 and path[-2] in _MESSAGE_ACTIONS and path[-1] == "headers"
+            else None
+        )
         yield doc.problem((*path, instance), message or _name_message(instance), key=True)
     else:
         yield doc.problem(path, _simple_message(error, path), key=kind == "propertyNames")

@@ -143,5 +143,5 @@ def test_expect_each_belongs_to_a_message_step(tmp_path):
     problems = [str(p) for p in load_paths([path]).problems]
     assert problems == [
         f"{path}:5:5: steps[0].expect_each: 'expect_each' judges the per-recipient replies of "
-        "LMTP: it goes with a data step"
+        "LMTP: it goes with a data or bdat step"
     ]

@@ -18,6 +18,7 @@ import pytest
 from jsonschema import Draft202012Validator
 
 from smtpscript import schemafile, semantics, validation
+from smtpscript.actions import ACTION_NAMES
 from smtpscript.cli import run_cli
 from smtpscript.loading import load_paths
 from smtpscript.yamlsource import parse_document
@@ -26,9 +27,7 @@ SCENARIOS = Path(__file__).resolve().parent.parent / "scenarios"
 HINT = '(use e.g. 250, "2xx", "25x", "any" or "closed")'
 STATUS_HINT = '(use e.g. "5.7.1" or "5.7.x")'
 UNDEFINED = "define it under vars:, in the library's smtpscript.yaml, or pass --var"
-ACTIONS = (
-    "connect, send, raw, ehlo, helo, lhlo, starttls, auth, data, pipeline, sleep, read, include"
-)
+ACTIONS = ", ".join(ACTION_NAMES)  # every registered action, in their documented order
 TAG_HINT = "only plain YAML data (text, numbers, true/false, lists, mappings) is allowed"
 
 
