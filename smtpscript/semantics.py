@@ -98,8 +98,11 @@ def _check(doc: Document, include_lookup: IncludeLookup | None) -> _StepChecker:
             if isinstance(value, str):
                 checker.template(value, ("vars", name))
     target = data.get("target")
-    if isinstance(target, dict) and isinstance(target.get("host"), str):
-        checker.template(target["host"], ("target", "host"))
+    if isinstance(target, dict):
+        # target: takes the same connection keys as a connect step, checked the same way
+        connect = ACTIONS["connect"].check
+        if connect is not None:
+            connect(target, ("target",), checker)
     steps = data.get("steps")
     if isinstance(steps, list):
         for i, step in enumerate(steps):

@@ -106,6 +106,11 @@ class RunStepContext:
     def transaction_done(self) -> None:
         self._run.envelope.transaction_done()
 
+    @property
+    def caps(self) -> dict[str, str]:
+        caps: dict[str, str] = self._run.builtins["caps"]
+        return caps
+
     def set_caps(self, caps: dict[str, str]) -> None:
         self._run.builtins["caps"] = caps
 

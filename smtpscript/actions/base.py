@@ -67,6 +67,10 @@ class StepContext(Protocol):
     def check_tls(self) -> None:
         """Judge the step's tls: expectation against the connection's TLS facts."""
 
+    @property
+    def caps(self) -> dict[str, str]:
+        """What the last EHLO or LHLO advertised (empty before, and after STARTTLS)."""
+
     def set_caps(self, caps: dict[str, str]) -> None: ...
 
     def lmtp_recipients(self) -> list[str] | None:
