@@ -164,6 +164,15 @@ def list_(paths: PathsArg = None) -> None:
         raise typer.Exit(ExitStatus.USAGE)
 
 
+# the report options of run and report ('-' writes that one report to stdout)
+JsonOpt = Annotated[
+    Path | None, typer.Option("--json", help="Write JSON results ('-': to stdout).")
+]
+HtmlOpt = Annotated[
+    Path | None, typer.Option("--html", help="Write the HTML report ('-': to stdout).")
+]
+JunitOpt = Annotated[Path | None, typer.Option("--junit", help="Write JUnit XML ('-': to stdout).")]
+
 TargetOpt = Annotated[
     list[str] | None,
     typer.Option("--target", "-t", help="HOST[:PORT], [IPv6]:PORT or 'sandbox' (repeatable)."),
@@ -191,15 +200,9 @@ def run(
     jobs: Annotated[
         int, typer.Option("--jobs", "-j", min=1, max=512, help="Scenario runs at once.")
     ] = 4,
-    json_out: Annotated[
-        Path | None, typer.Option("--json", help="Write JSON results ('-': to stdout).")
-    ] = None,
-    html_out: Annotated[
-        Path | None, typer.Option("--html", help="Write the HTML report ('-': to stdout).")
-    ] = None,
-    junit_out: Annotated[
-        Path | None, typer.Option("--junit", help="Write JUnit XML ('-': to stdout).")
-    ] = None,
+    json_out: JsonOpt = None,
+    html_out: HtmlOpt = None,
+    junit_out: JunitOpt = None,
     ca_file: Annotated[
         Path | None,
         typer.Option("--ca-file", help="Trust this CA (PEM) for TLS to the -t HOST targets."),
@@ -268,15 +271,9 @@ def _run_status(outcome: RunOutcome, fail_on: str, failures: list[ReportError]) 
 @app.command()
 def report(
     results: Annotated[list[Path], typer.Argument(help="results.json files (several merge).")],
-    html_out: Annotated[
-        Path | None, typer.Option("--html", help="Write the HTML report ('-': to stdout).")
-    ] = None,
-    junit_out: Annotated[
-        Path | None, typer.Option("--junit", help="Write JUnit XML ('-': to stdout).")
-    ] = None,
-    json_out: Annotated[
-        Path | None, typer.Option("--json", help="Write merged JSON ('-': to stdout).")
-    ] = None,
+    html_out: HtmlOpt = None,
+    junit_out: JunitOpt = None,
+    json_out: JsonOpt = None,
 ) -> None:
     """Render reports again from saved JSON results (several files merge into one)."""
     from smtpscript.api import check_report_paths, load_results, write_reports

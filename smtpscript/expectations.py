@@ -7,14 +7,14 @@ JUnit and HTML can show it as it is.
 from __future__ import annotations
 
 from smtpscript.model import Expectation, TlsExpectation
-from smtpscript.patterns import CodePattern
+from smtpscript.patterns import ANY_REPLY, CodePattern
 from smtpscript.protocol import Reply
 from smtpscript.regexes import search
 from smtpscript.results import TlsFacts
 from smtpscript.session import Closed
 from smtpscript.tlsinfo import version_at_least
 
-ANY = CodePattern(("any",))
+ANY = ANY_REPLY
 
 
 class StepError(Exception):

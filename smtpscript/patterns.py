@@ -127,3 +127,4 @@ def parse_status_pattern(value: object) -> StatusPattern:
 
 
 DEFAULT_REPLY = CodePattern(("2xx", "3xx"))
+ANY_REPLY = CodePattern(("any",))

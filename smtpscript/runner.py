@@ -21,10 +21,10 @@ from typing import Any
 
 from smtpscript import __version__, expectations, extensions, protocol, proxyheader, transcript
 from smtpscript import model as m
-from smtpscript.actions import ACTIONS
+from smtpscript.actions import ACTIONS, default_expect
 from smtpscript.envelope import Envelope
 from smtpscript.errors import LimitExceeded, LocalProtocolError, RemoteProtocolError
-from smtpscript.expectations import ANY, ConnectionGone, StepError, StepFailed
+from smtpscript.expectations import ConnectionGone, StepError, StepFailed
 from smtpscript.failures import classify
 from smtpscript.patterns import CodePattern
 from smtpscript.protocol import Reply
@@ -319,7 +319,7 @@ class ScenarioRun:
             # (whether the write or the read notices first is a race; the verdict must not be).
             closed = Closed()
             record.result.replies.append(_reply_record(closed, 0.0, self.tracker))
-            message = expectations.check(step.expect, _default_expect(step), closed)
+            message = expectations.check(step.expect, default_expect(step.kind), closed)
             return self._finish(record, "failed" if message else "passed", message)
         except (
             StepError,
@@ -484,7 +484,7 @@ class ScenarioRun:
         default: CodePattern | None = None,
         record: _Record | None = None,
     ) -> None:
-        message = expectations.check(step.expect, default or _default_expect(step), reply)
+        message = expectations.check(step.expect, default or default_expect(step.kind), reply)
         if message:
             raise StepFailed(message)
         if step.capture and isinstance(reply, Reply):
@@ -605,10 +605,6 @@ class ScenarioRun:
 
 
 # --- helpers ------------------------------------------------------------------------
-
-
-def _default_expect(step: m.Step) -> CodePattern:
-    return ACTIONS[step.kind].default_expect or ANY
 
 
 def _raw_display(data: bytes) -> str:

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from smtpscript import expectations
 from smtpscript import model as m
-from smtpscript.actions import ACTIONS
+from smtpscript.actions import default_expect
 from smtpscript.expectations import StepFailed
 from smtpscript.patterns import CodePattern
 from smtpscript.tlsinfo import make_context
@@ -94,7 +94,7 @@ class RunStepContext:
     def check_recipient(self, reply: Any, index: int, recipient: str) -> str | None:
         """An LMTP reply for one recipient judged: by expect_each, else by expect."""
         each = self.step.expect.each
-        default = ACTIONS[self.step.kind].default_expect or expectations.ANY
+        default = default_expect(self.step.kind)
         if each is not None:
             if index >= len(each):
                 return f"recipient {index + 1} <{recipient}>: no expect_each entry for it"

@@ -11,6 +11,7 @@ import importlib
 import pkgutil
 
 from smtpscript.actions.base import ActionSpec
+from smtpscript.patterns import ANY_REPLY, CodePattern
 
 
 def _discover() -> dict[str, ActionSpec]:
@@ -27,4 +28,11 @@ ACTIONS: dict[str, ActionSpec] = _discover()
 ACTION_NAMES: tuple[str, ...] = tuple(ACTIONS)
 GROUPS = frozenset(name for name, spec in ACTIONS.items() if spec.run is None)
 
-__all__ = ["ACTIONS", "ACTION_NAMES", "GROUPS", "ActionSpec"]
+
+def default_expect(kind: str) -> CodePattern:
+    """What a step of this kind expects when it says nothing (any reply, when it reads none
+    of its own)."""
+    return ACTIONS[kind].default_expect or ANY_REPLY
+
+
+__all__ = ["ACTIONS", "ACTION_NAMES", "GROUPS", "ActionSpec", "default_expect"]
