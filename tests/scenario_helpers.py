@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+from smtpscript.cli import run_cli
 from smtpscript.loading import load_paths
 from smtpscript.model import Target
 from smtpscript.results import ScenarioResult
@@ -36,3 +40,21 @@ def explain(result: ScenarioResult) -> str:
     lines = [f"{result.verdict}: {result.reason}"]
     lines += [f"{e.direction}: {e.text}" for e in result.transcript]
     return "\n".join(lines)
+
+
+def steps_file(
+    folder: Path, steps: str, *, name: str = "s.yaml", title: str = "cli test", extra: str = ""
+) -> Path:
+    """A scenario from its steps (YAML, any indentation); ``extra`` goes before steps:."""
+    path = folder / name
+    body = textwrap.indent(textwrap.dedent(steps).strip(), "  ")
+    path.write_text(f"smtpscript: 1\ntitle: {title}\n{extra}steps:\n{body}\n", encoding="utf-8")
+    return path
+
+
+def cli(capsys: pytest.CaptureFixture[str], *args: object) -> tuple[int, str, str]:
+    """Run the CLI in-process: (exit status, stdout, stderr); never a traceback."""
+    status = run_cli([str(a) for a in args])
+    out, err = capsys.readouterr()
+    assert "Traceback" not in out + err
+    return status, out, err

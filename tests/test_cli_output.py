@@ -11,13 +11,13 @@ import os
 import signal
 import subprocess
 import sys
-import textwrap
 import threading
 import time
 from pathlib import Path
 
 import pytest
 from hostile import Conn, Hostile
+from scenario_helpers import cli, steps_file
 
 from smtpscript.api import write_reports
 from smtpscript.cli import run_cli
@@ -33,17 +33,7 @@ FAILING = GREET + '- send: "MAIL FROM:<a@client.test>"\n  expect: 550\n'
 
 
 def scenario(folder: Path, steps: str, name: str = "s.yaml", title: str = "out test") -> Path:
-    path = folder / name
-    body = textwrap.indent(textwrap.dedent(steps).strip(), "  ")
-    path.write_text(f"smtpscript: 1\ntitle: {title}\nsteps:\n{body}\n", encoding="utf-8")
-    return path
-
-
-def cli(capsys: pytest.CaptureFixture[str], *args: object) -> tuple[int, str, str]:
-    status = run_cli([str(a) for a in args])
-    out, err = capsys.readouterr()
-    assert "Traceback" not in out + err
-    return status, out, err
+    return steps_file(folder, steps, name=name, title=title)
 
 
 def spawn(*args: object, env: dict[str, str] | None = None) -> subprocess.Popen[str]:

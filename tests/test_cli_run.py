@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import json
 import socket
-import textwrap
 import time
 from pathlib import Path
 
-import pytest
 from hostile import Conn, Hostile
+from scenario_helpers import cli, steps_file
 
-from smtpscript.cli import run_cli
 from smtpscript.loading import display_name
 from smtpscript.results import from_dict
 
@@ -21,17 +19,7 @@ RELAY_FILE = display_name(SCENARIOS / "relay" / "no-open-relay.yaml")  # as reas
 
 
 def scenario(tmp_path: Path, steps: str, extra: str = "", name: str = "s.yaml") -> Path:
-    path = tmp_path / name
-    body = textwrap.indent(textwrap.dedent(steps).strip(), "  ")
-    path.write_text(f"smtpscript: 1\ntitle: cli test\n{extra}steps:\n{body}\n", encoding="utf-8")
-    return path
-
-
-def cli(capsys: pytest.CaptureFixture[str], *args: object) -> tuple[int, str, str]:
-    status = run_cli([str(a) for a in args])
-    out, err = capsys.readouterr()
-    assert "Traceback" not in out + err
-    return status, out, err
+    return steps_file(tmp_path, steps, name=name, extra=extra)
 
 
 def closed_port() -> int:
