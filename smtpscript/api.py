@@ -5,14 +5,19 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from smtpscript.errors import ConfigError, Problem, did_you_mean
-from smtpscript.model import SEVERITIES, Endpoint, Scenario, Target
+from smtpscript.model import SEVERITIES, Endpoint, Scenario, Target, VarLayer
 from smtpscript.results import RunResult, ScenarioResult
+
+if TYPE_CHECKING:  # imported where used: `report` needs none of them
+    from smtpscript.console import ConsoleView
+    from smtpscript.library import Library, TargetSpec
+    from smtpscript.selection import LastFailed, Selection
 
 
 @dataclass
@@ -38,14 +43,7 @@ class RunOutcome:
         return False
 
 
-def select(scenarios: list[Scenario], tags: Sequence[str]) -> list[Scenario]:
-    if not tags:
-        return scenarios
-    wanted = set(tags)
-    return [s for s in scenarios if wanted & set(s.tags)]
-
-
-def unused_variables(variables: dict[str, str], scenarios: Sequence[Scenario]) -> list[str]:
+def unused_variables(variables: Mapping[str, Any], scenarios: Sequence[Scenario]) -> list[str]:
     """A --var that no selected scenario reads or defines is most likely a typo."""
     known: set[str] = set()
     for scenario in scenarios:
@@ -57,91 +55,163 @@ def unused_variables(variables: dict[str, str], scenarios: Sequence[Scenario]) -
     ]
 
 
-def run_paths(
-    paths: Sequence[str | Path],
-    *,
-    targets: Sequence[str] = (),
-    variables: dict[str, str] | None = None,
-    tags: Sequence[str] = (),
-    concurrency: int = 4,
-    ca_file: Path | None = None,
-    verbose: bool = False,
-    out: TextIO | None = None,
-    quiet: bool = False,
-) -> RunOutcome:
-    """Validate, then run every selected scenario on every target, printing as results come."""
-    from smtpscript.console import ConsoleView
-    from smtpscript.loading import load_paths
-    from smtpscript.runner import RunOptions, run
+DEFAULT_JOBS = 4
+DEFAULT_MAX_CONNECTIONS = 2  # per target: a production MX is never hammered
 
-    variables = variables or {}
-    loaded = load_paths(paths, extra_names=variables)
-    warnings = list(getattr(loaded, "warnings", []))
+
+@dataclass
+class RunRequest:
+    """What to run: the command line of ``smtpscript run``, as data."""
+
+    paths: Sequence[str | Path] = ()  # empty: the library's paths (default scenarios/)
+    targets: Sequence[str] = ()  # -t values; empty: the library's defaults.targets
+    variables: Mapping[str, Any] = field(default_factory=dict)  # --var
+    vars_files: Sequence[Path] = ()  # --vars-file
+    environment: str | None = None  # --env
+    selection: Selection | None = None  # None: every scenario
+    last_failed: bool = False
+    jobs: int | None = None  # None: the library's defaults.jobs, else DEFAULT_JOBS
+    max_connections: int | None = None  # per target, where the target does not say
+    ca_file: Path | None = None
+    exitfirst: bool = False
+    environ: Mapping[str, str] | None = None  # default: os.environ
+
+
+def run_paths(
+    paths: Sequence[str | Path] = (),
+    *,
+    library: Library | None = None,
+    view: ConsoleView | None = None,
+    **request: Any,
+) -> RunOutcome:
+    """Validate, then run every selected scenario on every target (``request``: the
+    RunRequest fields). Without a ``library``, none is read: tests pass their own."""
+    from smtpscript.library import Library
+
+    return run_request(RunRequest(paths=paths, **request), library or Library.none(), view)
+
+
+def run_request(
+    request: RunRequest, library: Library, view: ConsoleView | None = None
+) -> RunOutcome:
+    """Validate, then run the request's scenarios on its targets, ``view`` printing as
+    results come. Problems with scenarios or vars files come back in the outcome; a bad
+    target, environment or option raises ConfigError."""
+    from smtpscript.loading import load_paths
+    from smtpscript.runner import Interrupted, RunOptions, run
+    from smtpscript.selection import LastFailed, Selection
+    from smtpscript.targetnames import select_targets
+
+    environment = library.environment(request.environment)
+    overrides, problems = _vars_file_layers(request.vars_files)
+    if problems:
+        return RunOutcome(problems=problems)
+    trust = str(request.ca_file) if request.ca_file else None
+    if request.ca_file is not None and not request.ca_file.is_file():
+        raise ConfigError(f"--ca-file {request.ca_file}: no such file")
+    names = list(request.targets or library.defaults.targets)
+    specs = select_targets(names, library, library.targets_in(environment), trust)
+    layers = (*library.layers, *environment.layers)
+    defined = {name for layer in (*layers, *overrides) for name in layer.values}
+    defined |= {name for spec in specs for name in spec.target.vars} | set(request.variables)
+    loaded = load_paths(request.paths or library.paths, extra_names=defined)
+    warnings = list(loaded.warnings)
     if loaded.problems:
         return RunOutcome(problems=loaded.problems, warnings=warnings)
-    scenarios = select(loaded.scenarios, tags)
+    selection = request.selection or Selection()
+    scenarios = selection.apply(loaded.scenarios)
     if not scenarios:
-        raise ConfigError("no scenarios to run" + (f" with tag {', '.join(tags)}" if tags else ""))
-    warnings += unused_variables(variables, scenarios)
-    view = None if quiet else ConsoleView(out, verbose=verbose)
-    options = RunOptions(overrides=dict(variables), concurrency=concurrency)
-    with resolved_targets(targets, scenarios, ca_file) as resolved:
-        result = run(scenarios, resolved, options, view.scenario if view else None)
+        filters = selection.describe()
+        raise ConfigError("no scenarios to run" + (f" with {filters}" if filters else ""))
+    warnings += unused_variables(request.variables, scenarios)
+    options = RunOptions(
+        overrides=dict(request.variables),
+        library_layers=layers,
+        override_layers=overrides,
+        environ=request.environ,
+        public_env=library.public_env,
+        concurrency=request.jobs or library.defaults.jobs or DEFAULT_JOBS,
+        max_connections=(
+            request.max_connections or library.defaults.max_connections or DEFAULT_MAX_CONNECTIONS
+        ),
+        default_timeout=library.defaults.timeout,
+        exitfirst=request.exitfirst,
+    )
+    memory = LastFailed(library.state_dir, library.root)
+    with _started_targets(specs, scenarios) as targets:
+        pairs = [(s, t) for t in targets for s in scenarios]
+        if request.last_failed:
+            pairs, note = _last_failed_pairs(pairs, memory)
+            warnings.append(note)
+        if view:
+            view.start(len(pairs))
+        try:
+            result = run(scenarios, targets, options, view.result if view else None, pairs)
+        except Interrupted as stop:
+            if view:
+                view.summary(stop.result)
+            return RunOutcome(run=stop.result, signal=stop.signum, warnings=warnings)
     if view:
         view.summary(result)
+    failure = memory.update(result.scenarios)
+    if failure and request.last_failed:
+        warnings.append(failure)
     return RunOutcome(run=result, warnings=warnings)
 
 
-def run_until_stopped(
-    paths: Sequence[str | Path], *, out: TextIO | None = None, quiet: bool = False, **options: Any
-) -> RunOutcome:
-    """run_paths, but SIGINT or SIGTERM give the outcome so far instead of an exception.
+def _vars_file_layers(files: Sequence[Path]) -> tuple[tuple[VarLayer, ...], list[Problem]]:
+    """--vars-file F...: one layer each, later files winning; problems positioned in them."""
+    from smtpscript.library import read_vars_file
 
-    The sandbox is already stopped (and its key directory gone) when this returns;
-    ``outcome.signal`` says which signal came, ``outcome.run.incomplete`` what was lost.
-    """
-    from smtpscript.console import ConsoleView
-    from smtpscript.runner import Interrupted
+    layers, problems = [], []
+    for path in files:
+        if not Path(path).exists():
+            raise ConfigError(f"--vars-file {path}: no such file")
+        values, found = read_vars_file(Path(path))
+        problems += found
+        if values is not None:
+            layers.append(VarLayer(f"--vars-file {path}", values))
+    return tuple(layers), problems
 
-    try:
-        return run_paths(paths, out=out, quiet=quiet, **options)
-    except Interrupted as stop:
-        if not quiet:
-            ConsoleView(out).summary(stop.result)
-        return RunOutcome(run=stop.result, signal=stop.signum)
+
+def _last_failed_pairs(
+    pairs: list[tuple[Scenario, Target]], memory: LastFailed
+) -> tuple[list[tuple[Scenario, Target]], str]:
+    """The pairs that failed last time; all of them (with a note) when none did."""
+    failed = memory.read()
+    again = [(s, t) for s, t in pairs if memory.key(s.file, t.name) in failed]
+    if not again:
+        return pairs, "--last-failed: no failures recorded for these scenarios: running all"
+    return again, f"--last-failed: running {len(again)} of {len(pairs)} scenario runs again"
 
 
 @contextlib.contextmanager
-def resolved_targets(
-    names: Sequence[str], scenarios: list[Scenario], ca_file: Path | None = None
-) -> Iterator[list[Target]]:
-    """Targets for the run; 'sandbox' starts the embedded server for the run's duration."""
-    from smtpscript.targets import SANDBOX, parse_target, sandbox_target
-
-    if ca_file is not None and not ca_file.is_file():
-        raise ConfigError(f"--ca-file {ca_file}: no such file")
-    trust = str(ca_file) if ca_file else None
-
-    if not names:
+def _started_targets(specs: list[TargetSpec], scenarios: list[Scenario]) -> Iterator[list[Target]]:
+    """The runner's targets; a sandbox target starts the embedded server for the run
+    (one server, however many sandbox targets)."""
+    if not specs:
         if all(s.target.host for s in scenarios):
             yield [Target(name="scenario", endpoint=Endpoint())]
             return
         raise ConfigError(
-            "no target: pass --target HOST[:PORT] (or --target sandbox to try the embedded server)"
+            "no target: pass -t NAME (a target of smtpscript.yaml), -t HOST[:PORT], or "
+            "-t sandbox to try the embedded server"
         )
-    targets = [parse_target(n, trust) for n in names if n != SANDBOX]
-    if SANDBOX not in names:
-        yield targets
+    if not any(spec.sandbox for spec in specs):
+        yield [spec.target for spec in specs]
         return
+    from smtpscript.targets import sandbox_target
+
     with _sandbox() as sandbox:
+        cert = str(sandbox.cert_path) if sandbox.cert_path else None
+        started = sandbox_target(sandbox.host, sandbox.port, sandbox.tls_port, cert)
         yield [
-            sandbox_target(
-                sandbox.host,
-                sandbox.port,
-                sandbox.tls_port,
-                str(sandbox.cert_path) if sandbox.cert_path else None,
-            ),
-            *targets,
+            replace(
+                spec.target, endpoint=started.endpoint, implicit_tls_port=started.implicit_tls_port
+            )
+            if spec.sandbox
+            else spec.target
+            for spec in specs
         ]
 
 

@@ -27,6 +27,8 @@ from smtpscript import __version__
 
 if TYPE_CHECKING:
     from smtpscript.api import ReportError, RunOutcome
+    from smtpscript.library import Library, TargetSpec
+    from smtpscript.model import Scenario
 
 
 class ExitStatus(enum.IntEnum):
@@ -44,11 +46,32 @@ REPORT_BUG = (
 )
 
 
+EXAMPLES = """Examples:
+
+\b
+  smtpscript init mylib && cd mylib && smtpscript run
+  smtpscript run scenarios/ -t sandbox --html report.html
+  smtpscript run -t @production --env production --tag relay -j 8
+  smtpscript run -t mx1.example.com:25 -k "relay and not auth" --junit junit.xml
+  smtpscript run --last-failed -x -v
+  smtpscript validate && smtpscript list
+
+\b
+Exit status: 0 all passed; 1 a scenario failed (at --fail-on severity or worse) or
+errored; 2 usage, validation or configuration error, or a report not written;
+3 a bug in smtpscript; 130/143 interrupted (SIGINT/SIGTERM).
+
+\b
+The library config smtpscript.yaml is found by walking up from the working
+directory (or --config); `smtpscript schema library` prints its schema.
+"""
+
 app = typer.Typer(
     name="smtpscript",
     help="Declarative SMTP scenarios: validate them, run them over raw sockets, report.",
+    epilog=EXAMPLES,
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"]},
@@ -102,11 +125,58 @@ def _warn(warnings: list[str]) -> None:
         _err(f"smtpscript: warning: {warning}")
 
 
-def _paths(paths: list[Path] | None) -> list[Path]:
-    """The paths given, else ./scenarios when there is one, else the working directory."""
+ConfigOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--config", help="The library config (default: smtpscript.yaml here or in a parent)."
+    ),
+]
+
+
+def _library(config: Path | None) -> Library:
+    from smtpscript.library import load_library
+
+    return load_library(config)
+
+
+def _paths(paths: list[Path] | None, library: Library) -> list[Path]:
+    """The paths given, else the library's (default scenarios/), never the whole working
+    directory: a recursive scan of a home folder finds docker-compose.yml and FIFOs."""
     if paths:
         return paths
-    return [Path("scenarios")] if Path("scenarios").is_dir() else [Path(".")]
+    if library.path is None and not all(p.is_dir() for p in library.paths):
+        from smtpscript.errors import ConfigError
+
+        raise ConfigError(
+            "no PATH given, no scenarios/ folder here and no smtpscript.yaml here or above: "
+            "name scenario files or folders, or create a library with 'smtpscript init DIR'"
+        )
+    return list(library.paths)
+
+
+def _complete_targets(incomplete: str) -> list[str]:
+    """-t completion: the library's names and @tags, all and sandbox (never an error)."""
+    try:
+        library = _library(None)
+        names = set(library.targets)
+        for environment in library.environments.values():
+            names |= set(environment.targets or {})
+        specs = [*library.targets.values()]
+        for environment in library.environments.values():
+            specs += list((environment.targets or {}).values())
+        names |= {f"@{tag}" for spec in specs for tag in spec.tags}
+    except Exception:  # completion must never print a traceback into the shell
+        names = set()
+    names |= {"all", "sandbox"}
+    return sorted(name for name in names if name.startswith(incomplete))
+
+
+def _complete_environments(incomplete: str) -> list[str]:
+    try:
+        names = _library(None).environments
+    except Exception:
+        return []
+    return sorted(name for name in names if name.startswith(incomplete))
 
 
 def parse_vars(items: list[str] | None) -> dict[str, str]:
@@ -122,11 +192,17 @@ def parse_vars(items: list[str] | None) -> dict[str, str]:
 
 
 @app.command()
-def validate(paths: PathsArg = None, var: VarOpt = None) -> None:
-    """Check scenario files against the format; print every problem with file:line:column."""
+def validate(paths: PathsArg = None, var: VarOpt = None, config: ConfigOpt = None) -> None:
+    """Check scenario files against the format; print every problem with file:line:column.
+
+    Without PATH: the library's paths (smtpscript.yaml), else scenarios/. Variables the
+    library defines (vars, vars_files, environments, targets) count as defined.
+    """
     from smtpscript.loading import load_paths
 
-    result = load_paths(_paths(paths), extra_names=parse_vars(var), keep_models=False)
+    library = _library(config)
+    names = set(parse_vars(var)) | library.variable_names()
+    result = load_paths(_paths(paths, library), extra_names=names, keep_models=False)
     _warn(getattr(result, "warnings", []))
     for problem in result.problems:
         _err(str(problem))
@@ -149,19 +225,63 @@ def _count(n: int, noun: str) -> str:
 
 
 @app.command("list")
-def list_(paths: PathsArg = None) -> None:
-    """List scenarios: title, severity, tags and file."""
-    from smtpscript.console import scenario_table
+def list_(
+    paths: PathsArg = None,
+    config: ConfigOpt = None,
+    env: Annotated[
+        str | None,
+        typer.Option(
+            "--env", help="Show this environment's targets.", autocompletion=_complete_environments
+        ),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON for machines.")] = False,
+) -> None:
+    """List the library's targets (name, address, tags) and scenarios (severity, title,
+    tags, file)."""
+    from smtpscript.console import scenario_table, target_table
     from smtpscript.loading import EVERY_NAME, load_paths
 
-    result = load_paths(_paths(paths), extra_names=EVERY_NAME)  # listing is not validating
+    library = _library(config)
+    targets = library.targets_in(library.environment(env))
+    result = load_paths(_paths(paths, library), extra_names=EVERY_NAME)  # listing, not validating
     _warn(getattr(result, "warnings", []))
-    for line in scenario_table(result.scenarios):
-        _out(line)
+    if as_json:
+        _out(_listing_json(targets, result.scenarios))
+    else:
+        rows = [(spec.name, spec.where, ",".join(spec.tags)) for spec in targets.values()]
+        for line in target_table(rows) + ([""] if rows else []) + scenario_table(result.scenarios):
+            _out(line)
     for problem in result.problems:
         _err(str(problem))
     if result.problems:
         raise typer.Exit(ExitStatus.USAGE)
+
+
+def _listing_json(targets: dict[str, TargetSpec], scenarios: list[Scenario]) -> str:
+    import json
+
+    listing = {
+        "targets": [
+            {
+                "name": spec.name,
+                "address": spec.where,
+                "tags": list(spec.tags),
+                "description": spec.description,
+            }
+            for spec in targets.values()
+        ],
+        "scenarios": [
+            {
+                "title": s.title,
+                "severity": s.severity,
+                "tags": list(s.tags),
+                "file": s.file,
+                "line": s.pos.line,
+            }
+            for s in scenarios
+        ],
+    }
+    return json.dumps(listing, indent=2, ensure_ascii=False)
 
 
 # the report options of run and report ('-' writes that one report to stdout)
@@ -175,8 +295,20 @@ JunitOpt = Annotated[Path | None, typer.Option("--junit", help="Write JUnit XML 
 
 TargetOpt = Annotated[
     list[str] | None,
-    typer.Option("--target", "-t", help="HOST[:PORT], [IPv6]:PORT or 'sandbox' (repeatable)."),
+    typer.Option(
+        "--target",
+        "-t",
+        help="A target of smtpscript.yaml (NAME, @TAG, all), HOST[:PORT], [IPv6]:PORT, "
+        "smtp(s)://, lmtp://, unix:/PATH or sandbox (repeatable).",
+        autocompletion=_complete_targets,
+    ),
 ]
+
+
+class Colour(enum.StrEnum):
+    auto = "auto"
+    always = "always"
+    never = "never"
 
 
 class Severity(enum.StrEnum):
@@ -193,49 +325,143 @@ class Severity(enum.StrEnum):
 def run(
     paths: PathsArg = None,
     target: TargetOpt = None,
-    var: VarOpt = None,
-    tag: Annotated[
-        list[str] | None, typer.Option("--tag", help="Only scenarios with this tag (repeatable).")
+    env: Annotated[
+        str | None,
+        typer.Option(
+            "--env",
+            help="Environment of smtpscript.yaml (its targets and vars).",
+            autocompletion=_complete_environments,
+        ),
     ] = None,
+    var: VarOpt = None,
+    vars_file: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--vars-file",
+            help="YAML file of variables (repeatable; over the library's, under --var).",
+        ),
+    ] = None,
+    tag: Annotated[
+        list[str] | None, typer.Option("--tag", help="Only scenarios with this tag (any of).")
+    ] = None,
+    skip_tag: Annotated[
+        list[str] | None, typer.Option("--skip-tag", help="Not scenarios with this tag.")
+    ] = None,
+    keyword: Annotated[
+        str | None,
+        typer.Option(
+            "-k",
+            help="Only scenarios whose title or file matches: words with "
+            "and/or/not, e.g. -k 'relay and not auth'.",
+        ),
+    ] = None,
+    severity_min: Annotated[
+        Severity | None,
+        typer.Option("--severity-min", help="Only scenarios this severe or worse."),
+    ] = None,
+    last_failed: Annotated[
+        bool,
+        typer.Option(
+            "--last-failed", "--lf", help="Run again what failed last time (all if nothing did)."
+        ),
+    ] = False,
+    exitfirst: Annotated[
+        bool, typer.Option("--exitfirst", "-x", help="Start no new run after a failure.")
+    ] = False,
     jobs: Annotated[
-        int, typer.Option("--jobs", "-j", min=1, max=512, help="Scenario runs at once.")
-    ] = 4,
+        int | None,
+        typer.Option("--jobs", "-j", min=1, max=512, help="Scenario runs at once (default 4)."),
+    ] = None,
+    max_connections: Annotated[
+        int | None,
+        typer.Option(
+            "--max-connections",
+            min=1,
+            max=512,
+            help="Runs at once against one "
+            "target, where the target does not set max_connections (default 2).",
+        ),
+    ] = None,
     json_out: JsonOpt = None,
     html_out: HtmlOpt = None,
     junit_out: JunitOpt = None,
     ca_file: Annotated[
         Path | None,
-        typer.Option("--ca-file", help="Trust this CA (PEM) for TLS to the -t HOST targets."),
+        typer.Option("--ca-file", help="Trust this CA (PEM) for TLS to targets that name none."),
     ] = None,
     fail_on: Annotated[
-        Severity, typer.Option("--fail-on", help="Exit 1 only for findings this severe or worse.")
-    ] = Severity.info,
+        Severity | None,
+        typer.Option(
+            "--fail-on",
+            help="Exit 1 only for failures this severe or worse (default info: any failure).",
+        ),
+    ] = None,
     verbose: Annotated[
-        bool, typer.Option("--verbose", "-v", help="Show the conversation.")
+        bool, typer.Option("--verbose", "-v", help="Show the conversation, steps labelled.")
     ] = False,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="Only the failures and the summary.")
+    ] = False,
+    color: Annotated[
+        Colour,
+        typer.Option(
+            "--color",
+            help="Colour: auto (a terminal, unless NO_COLOR or "
+            "TERM=dumb; FORCE_COLOR forces it), always or never.",
+        ),
+    ] = Colour.auto,
+    config: ConfigOpt = None,
 ) -> None:
-    """Run scenarios against targets; print a line per scenario (the conversation with -v).
+    """Run scenarios against targets; print a line per run, in a stable order, and a
+    recap of every failure.
 
-    Exit 0 all passed, 1 a scenario failed or errored, 2 bad input or a report not
-    written, 3 a bug in smtpscript, 130/143 interrupted (SIGINT/SIGTERM; the reports
-    are still written, marked incomplete).
+    Without PATH: the library's paths; without -t: its defaults.targets. Variables,
+    lowest first: scenario vars < library vars < vars_files < environment < target vars
+    < --vars-file < --var. Exit 0 all passed, 1 a scenario failed or errored, 2 bad
+    input or a report not written, 3 a bug in smtpscript, 130/143 interrupted (the
+    reports are still written, marked incomplete).
     """
-    from smtpscript.api import check_report_paths, run_until_stopped, write_reports
+    from smtpscript.api import RunRequest, check_report_paths, run_request, write_reports
+    from smtpscript.console import ConsoleView, colour_wanted
+    from smtpscript.selection import Selection
 
+    library = _library(config)
+    defaults = library.defaults
+    json_out = json_out or _report_folder(defaults.json)
+    html_out = html_out or _report_folder(defaults.html)
+    junit_out = junit_out or _report_folder(defaults.junit)
     reports = {"--json": json_out, "--html": html_out, "--junit": junit_out}
     check_report_paths(reports)  # before connecting anywhere
     # A report on stdout keeps stdout to itself: the console lines go to stderr.
     on_stdout = any(str(path) == "-" for path in reports.values() if path is not None)
-    outcome = run_until_stopped(
-        _paths(paths),
+    out = sys.stderr if on_stdout else sys.stdout
+    request = RunRequest(
+        paths=_paths(paths, library),
         targets=target or [],
         variables=parse_vars(var),
-        tags=tag or [],
-        concurrency=jobs,
+        vars_files=vars_file or [],
+        environment=env,
+        selection=Selection(
+            tags=tuple(tag or ()),
+            skip_tags=tuple(skip_tag or ()),
+            keyword=keyword,
+            severity_min=severity_min.value if severity_min else None,
+        ),
+        last_failed=last_failed,
+        jobs=jobs,
+        max_connections=max_connections,
         ca_file=ca_file,
-        verbose=verbose,
-        out=sys.stderr if on_stdout else sys.stdout,
+        exitfirst=exitfirst,
     )
+    threshold = fail_on.value if fail_on else defaults.fail_on or "info"
+    view = ConsoleView(
+        out,
+        verbose=verbose,
+        quiet=quiet,
+        colour=colour_wanted(color.value, out),
+        fail_on=threshold,
+    )
+    outcome = run_request(request, library, view)
     _warn(outcome.warnings)
     if outcome.problems:
         for problem in outcome.problems:
@@ -249,7 +475,14 @@ def run(
         _err(f"smtpscript: error: {failure.message}")
     if outcome.signal is None:
         outcome.signal = late.signum
-    raise typer.Exit(_run_status(outcome, fail_on.value, failures))
+    raise typer.Exit(_run_status(outcome, threshold, failures))
+
+
+def _report_folder(path: Path | None) -> Path | None:
+    """A report path from smtpscript.yaml: its folder (reports/) is made when missing."""
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    return path
 
 
 def _run_status(outcome: RunOutcome, fail_on: str, failures: list[ReportError]) -> int:
@@ -326,8 +559,26 @@ def serve(
     raise typer.Exit(ExitStatus.INTERRUPTED)
 
 
+@app.command()
+def init(
+    directory: Annotated[Path, typer.Argument(help="Where to create the library.")] = Path("."),
+    force: Annotated[
+        bool, typer.Option("--force", help="Overwrite the library's files if they exist.")
+    ] = False,
+) -> None:
+    """Create a scenario library (config, scenarios, CI jobs) that passes `smtpscript run`."""
+    from smtpscript.scaffold import create_library
+
+    written = create_library(directory, force=force)
+    for path in written:
+        _out(f"  created {path}")
+    where = "" if directory == Path(".") else f"cd {directory} && "
+    _out(f"next: {where}smtpscript run   (against the embedded sandbox; see smtpscript.yaml)")
+
+
 class SchemaName(enum.StrEnum):
     scenario = "scenario"
+    library = "library"
     results = "results"
 
 
@@ -411,7 +662,7 @@ def run_cli(argv: list[str] | None = None) -> int:
 
 def _guarded(args: list[str]) -> int:
     """The command's exit status; every exception becomes one line and a status."""
-    from smtpscript.errors import SmtpscriptError
+    from smtpscript.errors import ScenarioError, SmtpscriptError
 
     click_errors = _click_exceptions()
     show_traceback = "--traceback" in args
@@ -428,6 +679,12 @@ def _guarded(args: list[str]) -> int:
         return ExitStatus.INTERRUPTED
     except Terminated:
         return ExitStatus.TERMINATED
+    except ScenarioError as exc:  # the library config or a vars file: every problem
+        if show_traceback:
+            raise
+        for problem in exc.problems:
+            _err(str(problem))
+        return ExitStatus.USAGE
     except SmtpscriptError as exc:
         if show_traceback:
             raise

@@ -7,6 +7,7 @@ variables); patterns and regexes are already checked by validation.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from typing import Any, Literal
 
@@ -182,6 +183,15 @@ class Scenario:
 
 
 @dataclass(frozen=True)
+class VarLayer:
+    """One source of variables (library vars, a vars file, --var); ``label`` names it in
+    errors about its values."""
+
+    label: str
+    values: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
 class Target:
     """A server to run against: from --target, the library's targets, or the sandbox.
 
@@ -195,6 +205,9 @@ class Target:
     endpoint: Endpoint
     vars: dict[str, Any] = field(default_factory=dict)
     implicit_tls_port: int | None = None
+    tags: tuple[str, ...] = ()
+    # scenario runs at once against it (None: the run's default, see RunOptions)
+    max_connections: int | None = None
 
 
 def tls_options_from(data: dict[str, Any]) -> TlsOptions:

@@ -15,8 +15,8 @@ import signal
 import threading
 import time
 from collections import ChainMap
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from smtpscript import __version__, expectations, extensions, protocol, proxyheader, transcript
@@ -64,10 +64,17 @@ class RunOptions:
     """Everything a run needs besides scenarios and targets."""
 
     overrides: dict[str, Any] = field(default_factory=dict)  # --var, highest precedence
-    library_vars: dict[str, Any] = field(default_factory=dict)
+    # variables, lowest first: below a target's vars (library vars, vars files, the
+    # environment's), and between them and --var (--vars-file)
+    library_layers: tuple[m.VarLayer, ...] = ()
+    override_layers: tuple[m.VarLayer, ...] = ()
     environ: Mapping[str, str] | None = None  # default: os.environ
     public_env: tuple[str, ...] = ()
     concurrency: int = 4
+    # runs at once against one target where the target does not say (None: only -j)
+    max_connections: int | None = None
+    default_timeout: float | None = None  # per reply, where scenario and target say nothing
+    exitfirst: bool = False  # -x: start no new run after the first failure or error
 
 
 @dataclass
@@ -102,6 +109,8 @@ class ScenarioRun:
         self.budget = KeptBudget(MAX_RECEIVED_PER_RUN)
         self.envelope = Envelope()  # which recipients were accepted (LMTP replies per recipient)
         self.base_endpoint = scenario.target.overlay(target.endpoint)
+        if self.base_endpoint.timeout is None and options.default_timeout is not None:
+            self.base_endpoint = replace(self.base_endpoint, timeout=options.default_timeout)
         env = EnvView(self.tracker, (*options.public_env, *scenario.public_env), options.environ)
         # names templates see: included fragments' `with` layers go in front of these two
         self.variables: dict[str, Any] = {}  # vars and captures
@@ -201,37 +210,39 @@ class ScenarioRun:
         return f"{record.file}:{step.line}: {step.path} ({name}): {step.message}"
 
     def _init_vars(self) -> None:
-        """Vars layered lowest first: scenario < library < target < --var.
+        """Vars layered lowest first: scenario < library vars < vars files < environment
+        < target < --vars-file < --var (RunOptions holds the layers in that order).
 
         Only the winning value of each name is rendered (a --var may stand in for a var
         that reads an unset env variable), in the order names first appear; a var named
         in ``secrets`` is secret from the moment it has a value, before later vars render.
         """
         layers = [
-            self.scenario.vars,
-            self.options.library_vars,
-            self.target.vars,
-            self.options.overrides,
+            m.VarLayer("", self.scenario.vars),
+            *self.options.library_layers,
+            m.VarLayer(f"target {self.target.name} vars", self.target.vars),
+            *self.options.override_layers,
+            m.VarLayer("--var", self.options.overrides),
         ]
-        winners: dict[str, tuple[int, Any]] = {}
-        for level, layer in enumerate(layers):
-            for name, value in layer.items():
-                winners[name] = (level, value)
+        winners: dict[str, tuple[m.VarLayer, Any]] = {}
+        for layer in layers:
+            for name, value in layer.values.items():
+                winners[name] = (layer, value)
         secrets = set(self.scenario.secrets)
-        for name, (level, value) in winners.items():
+        for name, (layer, value) in winners.items():
             try:
                 rendered = self.render(value) if isinstance(value, str) else value
             except Exception as exc:
-                where = self._var_origin(name, level)
+                where = self._var_origin(name, layer)
                 raise _SetupError(f"{where}: {self._explain(exc)}") from None
             self.variables[name] = rendered
             if name in secrets:
                 self.tracker.add(rendered)
 
-    def _var_origin(self, name: str, level: int) -> str:
-        if level == 0:
+    def _var_origin(self, name: str, layer: m.VarLayer) -> str:
+        if not layer.label:  # the scenario's own
             return f"{self._mark('vars.' + name)}: vars.{name}"
-        return ("library vars", f"target {self.target.name} vars", "--var")[level - 1] + f" {name}"
+        return f"{layer.label} {name}"
 
     def _mark(self, path: str) -> str:
         pos = self.scenario.marks.get(path, self.scenario.pos)
@@ -664,38 +675,56 @@ async def run_many(
     scenarios: list[m.Scenario],
     targets: list[m.Target],
     options: RunOptions | None = None,
-    on_result: Callable[[ScenarioResult], None] | None = None,
+    on_result: Callable[[int, ScenarioResult], None] | None = None,
     stop: StopSignals | None = None,
+    pairs: Sequence[tuple[m.Scenario, m.Target]] | None = None,
 ) -> RunResult:
-    """Every scenario on every target, at most ``options.concurrency`` at once.
+    """Every scenario on every target (or just ``pairs``), target by target.
 
-    Once ``stop`` has caught a signal, runs not started never start and runs in flight
-    are cancelled; the result holds what finished and says it is ``incomplete``.
+    At most ``options.concurrency`` runs at once, and at most a target's
+    ``max_connections`` (else ``options.max_connections``) against any one target.
+    ``on_result(index, result)`` hears of each run as it ends, ``index`` being its
+    place in the planned order. Once ``stop`` has caught a signal, runs not started
+    never start and runs in flight are cancelled; with ``options.exitfirst`` a failure
+    or error stops new runs from starting. Either way the result holds what finished
+    and says it is ``incomplete``.
     """
     options = options or RunOptions()
     limit = asyncio.Semaphore(max(1, options.concurrency))
+    per_target = {
+        id(t): asyncio.Semaphore(t.max_connections or options.max_connections or 1 << 30)
+        for t in targets
+    }
     started = dt.datetime.now(dt.UTC)
     t0 = time.monotonic()
+    halted: list[ScenarioResult] = []  # -x: the run that stopped the others
 
-    async def one(scenario: m.Scenario, target: m.Target) -> ScenarioResult:
-        async with limit:
+    async def one(index: int, scenario: m.Scenario, target: m.Target) -> ScenarioResult | None:
+        # the target's own limit first: a run waiting for its target holds no -j slot
+        async with per_target[id(target)], limit:
+            if halted:
+                return None
             result = await run_scenario(scenario, target, options)
+        if options.exitfirst and result.verdict in ("failed", "error") and not halted:
+            halted.append(result)
         if on_result:
-            on_result(result)
+            on_result(index, result)
         return result
 
-    pairs = [(s, t) for t in targets for s in scenarios]
-    tasks = [asyncio.create_task(one(s, t)) for s, t in pairs]
+    if pairs is None:
+        pairs = [(s, t) for t in targets for s in scenarios]
+    tasks = [asyncio.create_task(one(i, s, t)) for i, (s, t) in enumerate(pairs)]
     if stop is not None:
         stop.watch(tasks)
     await asyncio.gather(*tasks, return_exceptions=True)  # cancelled runs must not end it
+    results = _results(tasks)
     run = RunResult(
         tool_version=__version__,
         started_at=started.isoformat(timespec="seconds"),
         finished_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         duration_ms=round((time.monotonic() - t0) * 1000, 3),
-        targets=_target_infos(targets, tasks, len(scenarios)) if scenarios else [],
-        scenarios=_results(tasks),
+        targets=_target_infos(targets, pairs, tasks) if pairs else [],
+        scenarios=results,
     )
     if stop is not None and stop.signum is not None:
         finished = sum(1 for t in tasks if not t.cancelled() and not t.cancelling())
@@ -703,11 +732,18 @@ async def run_many(
             f"interrupted by {signal.Signals(stop.signum).name}: "
             f"{finished} of {len(tasks)} scenario runs finished"
         )
+    elif halted and len(results) < len(tasks):
+        first = halted[0]
+        run.incomplete = (
+            f"stopped after the first failure (-x: {first.title} on {first.target.name}): "
+            f"{len(results)} of {len(tasks)} scenario runs finished"
+        )
     return run
 
 
-def _results(tasks: list[asyncio.Task[ScenarioResult]]) -> list[ScenarioResult]:
-    """What the runs returned, in order; cancelled runs that returned nothing are missing."""
+def _results(tasks: list[asyncio.Task[ScenarioResult | None]]) -> list[ScenarioResult]:
+    """What the runs returned, in order; cancelled runs, and runs -x kept from starting,
+    are missing."""
     results = []
     for task in tasks:
         if task.cancelled():
@@ -715,20 +751,31 @@ def _results(tasks: list[asyncio.Task[ScenarioResult]]) -> list[ScenarioResult]:
         error = task.exception()
         if error is not None:
             raise error  # not a scenario's failure (ScenarioRun keeps those): a bug
-        results.append(task.result())
+        result = task.result()
+        if result is not None:
+            results.append(result)
     return results
 
 
 def _target_infos(
-    targets: list[m.Target], tasks: list[asyncio.Task[ScenarioResult]], per_target: int
+    targets: list[m.Target],
+    pairs: Sequence[tuple[m.Scenario, m.Target]],
+    tasks: list[asyncio.Task[ScenarioResult | None]],
 ) -> list[TargetInfo]:
-    """Each target as its first finished run saw it, else as given (an interrupted run)."""
+    """Each target run against, as its first finished run saw it, else as given."""
+    seen: dict[int, TargetInfo] = {}
+    for (_, target), task in zip(pairs, tasks, strict=True):
+        finished = task.done() and not task.cancelled() and task.exception() is None
+        result = task.result() if finished else None
+        if result is not None:
+            seen.setdefault(id(target), result.target)
+    used = {id(t) for _, t in pairs}
     infos = []
-    for n, target in enumerate(targets):
-        mine = tasks[n * per_target : (n + 1) * per_target]
-        seen = next((t.result().target for t in mine if t.done() and not t.cancelled()), None)
-        port = target.endpoint.port or m.DEFAULT_PORT
-        infos.append(seen or TargetInfo(target.name, target.endpoint.host or "", port))
+    for target in targets:
+        if id(target) in used:
+            port = target.endpoint.port or m.DEFAULT_PORT
+            given = TargetInfo(target.name, target.endpoint.host or "", port)
+            infos.append(seen.get(id(target), given))
     return infos
 
 
@@ -736,7 +783,8 @@ def run(
     scenarios: list[m.Scenario],
     targets: list[m.Target],
     options: RunOptions | None = None,
-    on_result: Callable[[ScenarioResult], None] | None = None,
+    on_result: Callable[[int, ScenarioResult], None] | None = None,
+    pairs: Sequence[tuple[m.Scenario, m.Target]] | None = None,
 ) -> RunResult:
     """Synchronous entry point for the CLI and tests.
 
@@ -746,7 +794,7 @@ def run(
     """
     stop = StopSignals()
     with asyncio.Runner() as runner, stop.installed(runner.get_loop()):
-        result = runner.run(run_many(scenarios, targets, options, on_result, stop))
+        result = runner.run(run_many(scenarios, targets, options, on_result, stop, pairs))
     if stop.signum is not None:
         raise Interrupted(result, stop.signum)
     return result

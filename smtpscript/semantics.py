@@ -317,6 +317,12 @@ _JINJA_WORDS = frozenset(
 
 
 @lru_cache(maxsize=8192)
+def template_problem(source: str) -> str | None:
+    """Why a template (a library or vars-file value) does not parse, or None."""
+    error, _ = _analyse_template(source)
+    return error[1] if error else None
+
+
 def _analyse_template(source: str) -> tuple[tuple[int, str] | None, frozenset[str]]:
     """(error as (line in the text, message) or None, top-level names read)."""
     rest = _PLACEHOLDER.sub("", source)

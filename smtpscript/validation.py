@@ -19,6 +19,7 @@ from typing import Any
 from smtpscript.actions import ACTION_NAMES, ACTIONS
 from smtpscript.errors import Problem, did_you_mean
 from smtpscript.schemafile import fast_check, load_schema, schema_path, validator
+from smtpscript.schemaparts import NAME_PATTERN
 from smtpscript.semantics import IncludeLookup, semantic_problems
 from smtpscript.yamlsource import Document, JsonPath
 
@@ -61,16 +62,17 @@ def validate(
             )
         ]
     problems = list(doc.problems)
-    problems += _schema_problems(doc)
+    problems += schema_problems(doc)
     problems += semantic_problems(doc, names, include_lookup, names_used)
     return sorted(set(problems))
 
 
-def _schema_problems(doc: Document) -> Iterator[Problem]:
-    fast = fast_check("scenario")
+def schema_problems(doc: Document, schema: str = "scenario") -> Iterator[Problem]:
+    """Problems of ``doc`` against a shipped schema (scenario or library), in words."""
+    fast = fast_check(schema)
     if fast is not None and fast(doc.data):
         return
-    for error in validator("scenario").iter_errors(doc.data):
+    for error in validator(schema).iter_errors(doc.data):
         path = tuple(error.absolute_path)
         if _is_pattern_path(path):
             continue  # phase 2 explains patterns better
@@ -114,7 +116,10 @@ def _translate(doc: Document, error: Any, path: JsonPath) -> Iterator[Problem]:
             if len(path) >= 2 and path[-2] in _MESSAGE_ACTIONS and path[-1] == "headers"
             else None
         )
-        yield doc.problem((*path, instance), message or _name_message(instance), key=True)
+        if message is None:
+            variable = error.validator_value == NAME_PATTERN
+            message = _name_message(instance) if variable else _label_message(instance)
+        yield doc.problem((*path, instance), message, key=True)
     else:
         yield doc.problem(path, _simple_message(error, path), key=kind == "propertyNames")
 
@@ -159,6 +164,14 @@ def _name_message(name: str) -> str:
     return (
         f"{name!r} is not a valid variable name: use letters, digits and _, "
         f"not starting with a digit{hint}"
+    )
+
+
+def _label_message(name: str) -> str:
+    """A target, environment or tag name (library config): what -t and --env take."""
+    return (
+        f"{name!r} is not a valid name: use letters, digits, '.', '_' and '-', starting "
+        "with a letter or digit"
     )
 
 

@@ -266,7 +266,7 @@ def test_an_unforeseen_exception_is_an_internal_error_exit_3(capsys, monkeypatch
     def broken(*args: object, **kwargs: object) -> None:
         raise ZeroDivisionError("division by zero")
 
-    monkeypatch.setattr(smtpscript.api, "run_paths", broken)
+    monkeypatch.setattr(smtpscript.api, "run_request", broken)
     status, _, err = cli(capsys, "run", scenario(tmp_path, GREET), "-t", "sandbox")
     assert status == 3
     first, second = err.splitlines()

@@ -85,12 +85,17 @@ def test_var_overrides_reach_the_scenario(capsys):
     assert "expected 550, status 5.1.1, got 250 2.1.5 Recipient OK" in out
 
 
+def _before_recap(out: str) -> list[str]:
+    """The result lines: the recap at the end repeats each failure's reason."""
+    return out.split("failures and errors")[0].splitlines()
+
+
 def test_unreachable_host_is_one_clear_line(capsys):
     port = closed_port()
     status, out, err = cli(capsys, "run", SCENARIOS / "relay", "-t", f"127.0.0.1:{port}")
     assert status == 1
     assert out.splitlines()[0].startswith(f"ERROR 127.0.0.1:{port}  Refuses to relay")
-    problem = [line for line in out.splitlines() if "refused" in line]
+    problem = [line for line in _before_recap(out) if "refused" in line]
     assert problem == [
         f"      {RELAY_FILE}:16: steps[0] (connect 127.0.0.1:{port}): "
         f"connection refused by 127.0.0.1:{port}"
@@ -102,7 +107,7 @@ def test_dns_failure_is_one_clear_line(capsys):
     started = time.monotonic()
     status, out, _ = cli(capsys, "run", SCENARIOS / "relay", "-t", "nonexistent.invalid:2525")
     assert status == 1
-    problem = [line for line in out.splitlines() if "resolve" in line]
+    problem = [line for line in _before_recap(out) if "resolve" in line]
     assert len(problem) == 1
     assert problem[0].startswith(
         f"      {RELAY_FILE}:16: steps[0] (connect nonexistent.invalid:2525): "
@@ -121,7 +126,7 @@ def test_timeout_is_one_clear_line(capsys, tmp_path):
         started = time.monotonic()
         status, out, _ = cli(capsys, "run", path, "-t", f"127.0.0.1:{server.port}")
     assert status == 1
-    problem = [line for line in out.splitlines() if "within" in line]
+    problem = [line for line in _before_recap(out) if "within" in line]
     assert problem == [
         f"      {path}:6: steps[0] (connect 127.0.0.1:{server.port}): "
         "no complete reply within 0.5 s"

@@ -1,0 +1,438 @@
+"""Runs through a library: variable precedence, the per-target cap, a stable order at any
+-j, -x, --last-failed, colour, completion and `smtpscript init`. Real sandboxes on
+loopback; the cap is counted at a real TCP proxy in front of one."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import selectors
+import socket
+import subprocess
+import sys
+import textwrap
+import threading
+from pathlib import Path
+
+import pytest
+import yaml
+from scenario_helpers import cli
+
+from smtpscript.api import RunRequest, run_request
+from smtpscript.library import CONFIG_NAME, load_library
+from smtpscript.sandbox import Sandbox, SandboxConfig
+from smtpscript.scaffold import create_library
+
+
+def write(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(textwrap.dedent(text).lstrip(), encoding="utf-8")
+    return path
+
+
+def scenario(folder: Path, name: str, steps: str, **top: object) -> Path:
+    header = "".join(f"{key}: {json.dumps(value)}\n" for key, value in top.items())
+    body = textwrap.indent(textwrap.dedent(steps).strip(), "  ")
+    title = top.get("title", name)
+    return write(
+        folder / f"{name}.yaml", f"smtpscript: 1\ntitle: {title}\n{header}steps:\n{body}\n"
+    )
+
+
+@pytest.fixture(scope="module")
+def sandboxes():
+    """Three sandboxes: three targets on three ports."""
+    servers = [Sandbox(SandboxConfig(port=0)).start() for _ in range(3)]
+    yield servers
+    for server in servers:
+        server.stop()
+
+
+# --- variable precedence ---------------------------------------------------------------
+
+LAYERS = ["scenario", "library", "varsfile", "environment", "envfile", "target", "clifile", "cli"]
+
+
+def test_every_step_of_the_variable_precedence(tmp_path):
+    """v0 is set only by the scenario, v1 also by the library vars, ... v7 by every layer:
+    each vN shows the highest layer that sets it."""
+
+    def mapping(level: int) -> str:
+        values = {f"v{n}": LAYERS[level] for n in range(level, len(LAYERS))}
+        return json.dumps(values)
+
+    write(tmp_path / "vars" / "common.yaml", mapping(2))
+    write(tmp_path / "vars" / "staging.yaml", mapping(4))
+    write(tmp_path / "cli.yaml", mapping(6))
+    write(
+        tmp_path / CONFIG_NAME,
+        f"""
+        smtpscript: 1
+        vars: {mapping(1)}
+        vars_files: [vars/common.yaml]
+        environments:
+          staging:
+            vars: {mapping(3)}
+            vars_files: [vars/staging.yaml]
+            targets:
+              lab: {{sandbox: true, vars: {mapping(5)}}}
+        """,
+    )
+    steps = "- send: 'NOOP " + " ".join(f"{{{{ v{n} }}}}" for n in range(len(LAYERS))) + "'\n"
+    scenario(tmp_path / "scenarios", "layers", steps, vars=json.loads(mapping(0)))
+    library = load_library(cwd=tmp_path)
+    request = RunRequest(
+        targets=["lab"],
+        environment="staging",
+        vars_files=[tmp_path / "cli.yaml"],
+        variables={"v7": "cli"},
+        environ={},
+    )
+    outcome = run_request(request, library)
+    assert not outcome.problems, outcome.problems
+    (result,) = outcome.run.scenarios
+    assert result.verdict == "passed", result.reason
+    noop = next(step for step in result.steps if step.kind == "send")
+    assert noop.sent == ["NOOP " + " ".join(LAYERS)]
+
+
+def test_a_library_var_that_fails_to_render_names_its_layer(tmp_path):
+    write(tmp_path / CONFIG_NAME, "smtpscript: 1\nvars: {who: '{{ env.NO_SUCH_VARIABLE }}'}\n")
+    scenario(tmp_path / "scenarios", "s", "- send: 'NOOP {{ who }}'")
+    outcome = run_request(RunRequest(targets=["sandbox"], environ={}), load_library(cwd=tmp_path))
+    (result,) = outcome.run.scenarios
+    assert result.verdict == "error"
+    assert "smtpscript.yaml vars who" in result.reason
+    assert "environment variable NO_SUCH_VARIABLE is not set" in result.reason
+
+
+def test_library_secrets_from_the_environment_never_show(tmp_path, capsys, monkeypatch):
+    write(tmp_path / CONFIG_NAME, "smtpscript: 1\nvars: {token: '{{ env.LIB_TOKEN }}'}\n")
+    scenario(tmp_path / "scenarios", "s", "- send: 'NOOP {{ token }}'\n  expect: 550")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("LIB_TOKEN", "s3cret-library-token")
+    status, out, err = cli(capsys, "run", "-t", "sandbox", "-v", "--json", "r.json")
+    assert status == 1
+    everything = out + err + (tmp_path / "r.json").read_text()
+    assert "s3cret-library-token" not in everything and "NOOP" in everything
+
+
+# --- many targets, any -j, one order -------------------------------------------------------
+
+
+def _inventory(folder: Path, sandboxes: list[Sandbox], cap: int | None = None) -> None:
+    lines = ["smtpscript: 1", "targets:"]
+    for n, server in enumerate(sandboxes):
+        extra = f", max_connections: {cap}" if cap else ""
+        lines.append(f"  s{n}: {{host: 127.0.0.1, port: {server.port}, tags: [lab]{extra}}}")
+    write(folder / CONFIG_NAME, "\n".join(lines) + "\n")
+
+
+def _twenty(folder: Path) -> None:
+    for n in range(20):
+        sleep = f"- sleep: 0.0{(n * 7) % 5}\n" if n % 3 else ""
+        verdict = "- send: 'VRFY nobody'\n  expect: 250\n" if n % 6 == 5 else ""
+        scenario(folder / "scenarios", f"c{n:02}", f"{sleep}- send: 'NOOP {n}'\n{verdict}")
+
+
+_VOLATILE = {"started_at", "finished_at", "duration_ms", "t", "elapsed_ms"}
+
+
+def _stable(data: object) -> object:
+    """Results without clock readings."""
+    if isinstance(data, dict):
+        return {k: _stable(v) for k, v in data.items() if k not in _VOLATILE}
+    if isinstance(data, list):
+        return [_stable(item) for item in data]
+    return data
+
+
+def test_three_targets_by_twenty_scenarios_give_the_same_results_and_order_at_any_j(
+    tmp_path, sandboxes, capsys, monkeypatch
+):
+    _inventory(tmp_path, sandboxes)
+    _twenty(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    seen = {}
+    for jobs in ("1", "16"):
+        status, out, _ = cli(
+            capsys, "run", "-t", "@lab", "-j", jobs, "--json", f"{jobs}.json", "--color", "never"
+        )
+        assert status == 1  # c05, c11 and c17 fail on every target
+        lines = [re.sub(r"\d+\.\d\ds", "", line) for line in out.splitlines()]
+        results = json.loads((tmp_path / f"{jobs}.json").read_text())
+        seen[jobs] = (lines, _stable(results))
+    assert seen["1"][1] == seen["16"][1]
+    assert seen["1"][0][:-1] == seen["16"][0][:-1]  # the last line holds the total time
+    order = [(r["target"]["name"], r["title"]) for r in seen["16"][1]["scenarios"]]
+    assert order == [(f"s{t}", f"c{n:02}") for t in range(3) for n in range(20)]
+    failed = [r["title"] for r in seen["16"][1]["scenarios"] if r["verdict"] == "failed"]
+    assert failed == ["c05", "c11", "c17"] * 3
+
+
+# --- the per-target cap, counted at the server ---------------------------------------------
+
+
+class CountingProxy:
+    """A TCP relay in front of a server that counts the connections open at once."""
+
+    def __init__(self, upstream: tuple[str, int]):
+        self.upstream = upstream
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.lock = threading.Lock()
+        self.open = self.peak = self.total = 0
+        self.thread = threading.Thread(target=self._accept, daemon=True)
+        self.thread.start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return  # closed
+            with self.lock:
+                self.open += 1
+                self.total += 1
+                self.peak = max(self.peak, self.open)
+            threading.Thread(target=self._relay, args=(client,), daemon=True).start()
+
+    def _relay(self, client: socket.socket) -> None:
+        server = socket.create_connection(self.upstream, timeout=10)
+        peers = {client: server, server: client}
+        with selectors.DefaultSelector() as selector:
+            for sock in peers:
+                selector.register(sock, selectors.EVENT_READ)
+            try:
+                while True:
+                    events = selector.select(timeout=10)
+                    if not events:
+                        break
+                    data = events[0][0].fileobj.recv(65536)  # type: ignore[union-attr]
+                    if not data:
+                        break
+                    peers[events[0][0].fileobj].sendall(data)  # type: ignore[index]
+            except OSError:
+                pass
+        with self.lock:
+            self.open -= 1
+        client.close()
+        server.close()
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+@pytest.mark.parametrize(("cap", "expected"), [(None, 2), (1, 1), (3, 3)])
+def test_the_per_target_cap_holds_at_the_server(tmp_path, sandboxes, cap, expected):
+    proxy = CountingProxy((sandboxes[0].host, sandboxes[0].port))
+    try:
+        extra = f", max_connections: {cap}" if cap else ""
+        write(
+            tmp_path / CONFIG_NAME,
+            f"smtpscript: 1\ntargets:\n  mx: {{host: 127.0.0.1, port: {proxy.port}{extra}}}\n",
+        )
+        for n in range(8):
+            scenario(tmp_path / "scenarios", f"slow{n}", "- sleep: 0.15\n- send: NOOP")
+        outcome = run_request(RunRequest(targets=["mx"], jobs=16), load_library(cwd=tmp_path))
+    finally:
+        proxy.close()
+    assert outcome.run.counts()["passed"] == 8
+    assert proxy.total == 8
+    assert proxy.peak == expected
+
+
+def test_max_connections_on_the_command_line_sets_the_default(tmp_path, sandboxes):
+    proxy = CountingProxy((sandboxes[0].host, sandboxes[0].port))
+    try:
+        for n in range(6):
+            scenario(tmp_path / "scenarios", f"slow{n}", "- sleep: 0.15\n- send: NOOP")
+        request = RunRequest(
+            paths=[tmp_path / "scenarios"],
+            targets=[f"127.0.0.1:{proxy.port}"],
+            jobs=16,
+            max_connections=6,
+        )
+        outcome = run_request(request, load_library(cwd=tmp_path))
+    finally:
+        proxy.close()
+    assert outcome.run.counts()["passed"] == 6 and proxy.peak == 6
+
+
+# --- -x, --last-failed, --fail-on ---------------------------------------------------------
+
+
+def test_exitfirst_starts_nothing_after_the_first_failure(tmp_path, capsys, monkeypatch):
+    for n in range(5):
+        expect = "550" if n == 1 else "250"
+        scenario(tmp_path / "scenarios", f"s{n}", f"- send: NOOP\n  expect: {expect}")
+    monkeypatch.chdir(tmp_path)
+    status, _out, _ = cli(capsys, "run", "-t", "sandbox", "-j", "1", "-x", "--json", "r.json")
+    assert status == 1
+    results = json.loads((tmp_path / "r.json").read_text())
+    assert [r["title"] for r in results["scenarios"]] == ["s0", "s1"]
+    assert "stopped after the first failure (-x: s1 on sandbox): 2 of 5" in results["incomplete"]
+
+
+def test_last_failed_reruns_only_the_failures_until_they_pass(tmp_path, capsys, monkeypatch):
+    write(tmp_path / CONFIG_NAME, "smtpscript: 1\ndefaults: {targets: [sandbox]}\n")
+    scenario(tmp_path / "scenarios", "good", "- send: NOOP")
+    scenario(
+        tmp_path / "scenarios",
+        "flaky",
+        "- send: '{{ command }}'\n  expect: 250",
+        vars={"command": "BOGUS"},
+    )
+    scenario(tmp_path / "scenarios", "other", "- send: NOOP")
+    monkeypatch.chdir(tmp_path)
+
+    def titles(*args: str) -> tuple[int, list[str], str]:
+        status, _, err = cli(capsys, "run", "--json", "r.json", *args)
+        results = json.loads((tmp_path / "r.json").read_text())
+        return status, [r["title"] for r in results["scenarios"]], err
+
+    assert titles()[:2] == (1, ["flaky", "good", "other"])
+    stored = json.loads((tmp_path / ".smtpscript" / "lastfailed.json").read_text())
+    assert stored == {"failed": ["scenarios/flaky.yaml::sandbox"]}
+    status, ran, err = titles("--last-failed")
+    assert (status, ran) == (1, ["flaky"]) and "running 1 of 3" in err
+    status, ran, _ = titles("--lf", "--var", "command=NOOP")
+    assert (status, ran) == (0, ["flaky"])
+    status, ran, err = titles("--last-failed", "--var", "command=NOOP")
+    assert status == 0 and ran == ["flaky", "good", "other"] and "running all" in err
+
+
+def test_fail_on_says_when_it_turned_failures_into_success(tmp_path, capsys, monkeypatch):
+    scenario(tmp_path / "scenarios", "low", "- send: NOOP\n  expect: 550", severity="low")
+    monkeypatch.chdir(tmp_path)
+    status, out, _ = cli(capsys, "run", "-t", "sandbox", "--fail-on", "high")
+    assert status == 0
+    assert "below --fail-on high" in out
+    write(tmp_path / CONFIG_NAME, "smtpscript: 1\ndefaults: {fail_on: medium}\n")
+    assert cli(capsys, "run", "-t", "sandbox")[0] == 0
+    assert cli(capsys, "run", "-t", "sandbox", "--fail-on", "low")[0] == 1
+
+
+# --- colour --------------------------------------------------------------------------------
+
+ANSI = "\x1b["
+
+
+@pytest.mark.parametrize(
+    ("environment", "args", "coloured"),
+    [
+        ({}, [], False),  # not a terminal
+        ({"FORCE_COLOR": "1"}, [], True),
+        ({"FORCE_COLOR": "1", "NO_COLOR": "1"}, [], False),
+        ({"FORCE_COLOR": "0"}, [], False),
+        ({"FORCE_COLOR": "1"}, ["--color", "never"], False),
+        ({"NO_COLOR": "1"}, ["--color", "always"], True),
+    ],
+)
+def test_colour_follows_no_color_force_color_and_the_option(
+    tmp_path, capsys, monkeypatch, environment, args, coloured
+):
+    scenario(tmp_path / "scenarios", "s", "- send: NOOP")
+    monkeypatch.chdir(tmp_path)
+    for name in ("FORCE_COLOR", "NO_COLOR"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    status, out, _ = cli(capsys, "run", "-t", "sandbox", *args)
+    assert status == 0
+    assert (ANSI in out) is coloured
+
+
+# --- list, init, completion ------------------------------------------------------------------
+
+
+def test_list_shows_targets_and_scenarios(tmp_path, capsys, monkeypatch):
+    write(
+        tmp_path / CONFIG_NAME,
+        "smtpscript: 1\ntargets:\n  lab: {sandbox: true, tags: [local]}\n"
+        "  mx1: {host: mx1.example.com, tags: [production, mx]}\n",
+    )
+    scenario(tmp_path / "scenarios", "s", "- send: NOOP", severity="high", tags=["relay"])
+    monkeypatch.chdir(tmp_path)
+    status, out, _ = cli(capsys, "list")
+    assert status == 0
+    assert re.search(r"lab\s+sandbox\s+local", out)
+    assert re.search(r"mx1\s+mx1.example.com:25\s+production,mx", out)
+    assert re.search(r"high\s+s\s+relay\s+scenarios/s.yaml:1", out)
+    status, out, _ = cli(capsys, "list", "--json")
+    listing = json.loads(out)
+    assert [t["name"] for t in listing["targets"]] == ["lab", "mx1"]
+    assert listing["scenarios"][0]["file"] == "scenarios/s.yaml"
+
+
+def test_init_creates_a_library_that_passes_at_once(tmp_path, capsys, monkeypatch):
+    library = tmp_path / "lib"
+    status, out, _ = cli(capsys, "init", library)
+    assert status == 0 and "smtpscript run" in out
+    monkeypatch.chdir(library)
+    status, out, err = cli(capsys, "run")
+    assert status == 0, out + err
+    assert (library / "reports" / "junit.xml").is_file()  # defaults: report paths
+    assert cli(capsys, "validate")[0] == 0
+    # the CI jobs run smtpscript with JUnit output
+    github = yaml.safe_load((library / ".github/workflows/smtpscript.yml").read_text())
+    commands = [step.get("run", "") for step in github["jobs"]["audit"]["steps"]]
+    assert any(c.startswith("smtpscript run") and "--junit" in c for c in commands)
+    gitlab = yaml.safe_load((library / ".gitlab-ci.yml").read_text())
+    assert any("smtpscript run" in c and "--junit" in c for c in gitlab["smtpscript"]["script"])
+    assert gitlab["smtpscript"]["artifacts"]["reports"]["junit"] == "reports/junit.xml"
+    assert "reports/" in (library / ".gitignore").read_text()
+
+
+def test_init_refuses_to_overwrite(tmp_path, capsys):
+    create_library(tmp_path)
+    status, _, err = cli(capsys, "init", tmp_path)
+    assert status == 2 and "already holds smtpscript.yaml" in err and "--force" in err
+    assert cli(capsys, "init", tmp_path, "--force")[0] == 0
+
+
+def test_completion_scripts_are_generated():
+    for shell in ("bash", "zsh", "fish"):
+        proc = subprocess.run(
+            [sys.executable, "-m", "smtpscript", "--show-completion", shell],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert proc.returncode == 0, proc.stderr
+        assert "_SMTPSCRIPT_COMPLETE" in proc.stdout
+
+
+def test_target_names_complete_from_the_library(tmp_path):
+    write(
+        tmp_path / CONFIG_NAME,
+        "smtpscript: 1\ntargets:\n  mx1: {host: a, tags: [prod]}\n  mx2: {host: b}\n"
+        "environments:\n  staging:\n    targets:\n      mx-stage: {host: c}\n",
+    )
+    env = {
+        **os.environ,
+        "_SMTPSCRIPT_COMPLETE": "complete_bash",
+        "COMP_WORDS": "smtpscript run -t m",
+        "COMP_CWORD": "3",
+    }
+    proc = subprocess.run(
+        [sys.executable, "-m", "smtpscript"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["mx-stage", "mx1", "mx2"]
+    env["COMP_WORDS"] = "smtpscript run -t @"
+    proc = subprocess.run(
+        [sys.executable, "-m", "smtpscript"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=60,
+    )
+    assert proc.stdout.split() == ["@prod"]
