@@ -151,6 +151,10 @@ def run_request(
             if view:
                 view.summary(stop.result)
             return RunOutcome(run=stop.result, signal=stop.signum, warnings=warnings)
+        except BaseException:
+            if view:
+                view.clear()  # no progress line left behind on the terminal
+            raise
     if view:
         view.summary(result)
     failure = memory.update(result.scenarios)

@@ -57,7 +57,14 @@ def _naming(*paths: str | None) -> Iterator[None]:
 
 def describe_verify_error(exc: ssl.SSLCertVerificationError) -> str:
     detail = getattr(exc, "verify_message", None) or exc.reason or str(exc)
-    return f"certificate verify failed: {detail}"
+    return f"certificate verify failed: {detail}{VERIFY_HINT}"
+
+
+# what to do about it, for a server whose CA is private or whose name differs
+VERIFY_HINT = (
+    " (a private CA: --ca-file or the target's ca_file in smtpscript.yaml; to look without "
+    "verifying: verify: false)"
+)
 
 
 def facts_from(

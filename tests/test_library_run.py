@@ -436,3 +436,30 @@ def test_target_names_complete_from_the_library(tmp_path):
         timeout=60,
     )
     assert proc.stdout.split() == ["@prod"]
+
+
+def test_a_certificate_verify_failure_hints_at_ca_file(tmp_path, capsys, sandboxes):
+    path = scenario(tmp_path, "tls", "- connect: {}\n- ehlo: me.example.org\n- starttls: {}")
+    status, out, _ = cli(capsys, "run", path, "-t", f"127.0.0.1:{sandboxes[0].port}")
+    assert status == 1
+    assert "certificate verify failed" in out and "--ca-file" in out and "verify: false" in out
+
+
+def test_the_library_schema_is_what_the_generator_writes_and_is_printed(capsys):
+    import importlib.util
+
+    repo = Path(__file__).resolve().parent.parent
+    spec = importlib.util.spec_from_file_location("gen", repo / "tools" / "gen_library_schema.py")
+    assert spec and spec.loader
+    generator = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(generator)
+    status, out, _ = cli(capsys, "schema", "library")
+    assert status == 0
+    assert json.loads(out) == json.loads(json.dumps(generator.LIBRARY))
+
+
+def test_help_shows_examples_and_exit_codes(capsys):
+    status, out, _ = cli(capsys, "--help")
+    assert status == 0
+    assert "smtpscript init mylib" in out and "-t @production" in out
+    assert "Exit status: 0 all passed; 1 a scenario failed" in " ".join(out.split())
