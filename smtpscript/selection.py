@@ -135,6 +135,7 @@ class _Parser:
 # --- --last-failed -------------------------------------------------------------------
 
 LAST_FAILED = "lastfailed.json"
+MAX_STATE_BYTES = 16 * 1024 * 1024
 
 
 def pair_key(file: str, target: str) -> str:
@@ -157,11 +158,13 @@ class LastFailed:
         return pair_key(relative, target)
 
     def read(self) -> set[str]:
+        from smtpscript.yamlsource import FileTooLarge, NotRegularFile, read_bounded
+
         try:
-            data = json.loads(self.path.read_text(encoding="utf-8"))
+            data = json.loads(read_bounded(self.path, MAX_STATE_BYTES).decode("utf-8"))
         except FileNotFoundError:
             return set()
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, FileTooLarge, NotRegularFile) as exc:
             raise ConfigError(f"{self.path}: cannot read the last failures: {exc}") from None
         failed = data.get("failed") if isinstance(data, dict) else None
         if not isinstance(failed, list) or not all(isinstance(k, str) for k in failed):

@@ -296,3 +296,18 @@ def test_selection_by_tags_severity_and_keyword(tmp_path):
     assert titles(tags=("relay",), skip_tags=("auth",)) == ["check alpha"]
     assert titles(severity_min="high") == ["check beta", "check gamma"]
     assert titles(keyword="check and not beta") == ["check alpha", "check gamma"]
+
+
+def test_the_readme_example_config_loads(tmp_path):
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Sharing a library in a team")[1]
+    example = section.split("```yaml\n")[1].split("```")[0]
+    (tmp_path / "vars").mkdir()
+    for name in ("common", "staging"):
+        (tmp_path / "vars" / f"{name}.yaml").write_text("x: 1\n")
+    library = load_library(library_at(tmp_path, example), cwd=tmp_path)
+    assert set(library.targets) == {"sandbox", "mx1", "mx2"}
+    staging = library.environment(None)  # defaults.environment
+    assert staging.name == "staging"
+    assert set(library.targets_in(staging)) == {"mx1"}
+    assert library.targets["mx1"].target.max_connections == 1

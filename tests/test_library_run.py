@@ -463,3 +463,17 @@ def test_help_shows_examples_and_exit_codes(capsys):
     assert status == 0
     assert "smtpscript init mylib" in out and "-t @production" in out
     assert "Exit status: 0 all passed; 1 a scenario failed" in " ".join(out.split())
+
+
+@pytest.mark.parametrize("content", ["not json", '{"failed": [1]}', "[]"])
+def test_a_broken_last_failed_file_is_one_clear_line(tmp_path, capsys, monkeypatch, content):
+    scenario(tmp_path / "scenarios", "s", "- send: NOOP")
+    (tmp_path / ".smtpscript").mkdir()
+    (tmp_path / ".smtpscript" / "lastfailed.json").write_text(content)
+    monkeypatch.chdir(tmp_path)
+    status, _, err = cli(capsys, "run", "-t", "sandbox", "--last-failed")
+    assert status == 2 and "lastfailed.json" in err and len(err.strip().splitlines()) == 1
+    assert cli(capsys, "run", "-t", "sandbox")[0] == 0  # a run without --lf repairs it
+    assert json.loads((tmp_path / ".smtpscript" / "lastfailed.json").read_text()) == {
+        "failed": []
+    }
