@@ -327,6 +327,8 @@ smtpd_banner = \$myhostname ESMTP \$mail_name \$mail_version
 disable_vrfy_command = no
 smtpd_helo_required = no
 message_size_limit = 0
+# The virtual delivery agent refuses to run with a mailbox limit but no message size limit.
+virtual_mailbox_limit = 0
 smtpd_tls_security_level = none
 smtpd_tls_auth_only = no
 EOF
