@@ -356,6 +356,7 @@ class _Builder:
             severity=data.get("severity", "medium"),
             tags=tuple(data.get("tags", ())),
             references=tuple(data.get("references", ())),
+            remediation=data.get("remediation", ""),
             target=m.endpoint_from(data.get("target") or {}),
             vars=dict(data.get("vars") or {}),
             secrets=tuple(data.get("secrets", ())),

@@ -171,6 +171,7 @@ class Scenario:
     severity: Severity = "medium"
     tags: tuple[str, ...] = ()
     references: tuple[str, ...] = ()
+    remediation: str = ""  # how to fix a failure (shown with the finding); may be empty
     target: Endpoint = field(default_factory=Endpoint)
     vars: dict[str, Any] = field(default_factory=dict)
     secrets: tuple[str, ...] = ()

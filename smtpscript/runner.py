@@ -149,6 +149,7 @@ class ScenarioRun:
             severity=self.scenario.severity,
             tags=list(self.scenario.tags),
             references=list(self.scenario.references),
+            remediation=self.scenario.remediation,
             target=self._target_result(),
             verdict=verdict,
             reason=reason,

@@ -21,7 +21,6 @@ from smtpscript.schemaparts import (
 
 OUT = Path(__file__).resolve().parent.parent / "schemas" / "scenario.schema.json"
 
-OUT = Path(__file__).resolve().parent.parent / "schemas" / "scenario.schema.json"
 TLS_EXPECT = obj(
     {
         "min_version": {
@@ -187,6 +186,15 @@ SCENARIO = {
             "items": {"type": "string"},
             "description": "Standards, advisories or tickets behind this check.",
             "examples": [["RFC 5321 section 3.6.2", "CVE-2023-51764"]],
+        },
+        "remediation": {
+            "type": "string",
+            "description": "How to fix a failure of this check, with the server settings "
+            "where known (Postfix, Exim, Exchange); shown with the finding in every report.",
+            "examples": [
+                "Postfix: smtpd_relay_restrictions = permit_mynetworks, "
+                "permit_sasl_authenticated, reject_unauth_destination"
+            ],
         },
         "target": obj(ENDPOINT, "Connection defaults; --target overrides host and port."),
         "secrets": {

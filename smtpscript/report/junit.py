@@ -142,6 +142,8 @@ def _failure_text(result: ScenarioResult, step: StepResult | None, message: str)
     lines.append(
         f"scenario {result.scenario_id} ({result.file}:{result.line}), severity {result.severity}"
     )
+    if result.verdict == "failed" and result.remediation:
+        lines.append(f"remediation: {result.remediation.strip()}")
     return "\n".join(lines)
 
 
