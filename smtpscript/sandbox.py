@@ -17,6 +17,21 @@ Postfix set up for one domain, so the audit scenarios pass against it (and the
 - relaying only for authenticated sessions; SIZE enforced on MAIL and DATA;
 - messages kept in memory (and, if asked, written to a Maildir).
 
+It answers the audit library (scenarios/) the way a hardened MTA does:
+
+- where an address leads is judged after the routing tricks that old MTAs
+  honoured inside their own domain (a second or quoted ``@``, the percent
+  hack ``user%outside@us``, UUCP bang paths ``outside!user``, source routes,
+  our own IP literal ``[127.0.0.1]``), so every open-relay probe is refused
+  with ``550 5.7.1`` (and, with ``open_relay``, accepted: a naive open relay);
+- the null sender ``MAIL FROM:<>`` is accepted (bounces), ``RCPT TO:<>`` is not;
+- a message with a bare CR or LF (not part of CRLF) is refused at the end of
+  DATA with ``550 5.5.2`` (like Postfix's ``smtpd_forbid_bare_newline =
+  reject``): only CRLF.CRLF ends DATA, so SMTP smuggling finds nothing;
+- HELO/EHLO before MAIL (503), VRFY non-committal (252), EXPN not
+  implemented (502), command lines over 512 octets and message lines over
+  1000 refused (500), declared and actual SIZE over the limit refused (552).
+
 The passwords are public constants: never expose the sandbox beyond loopback.
 """
 
@@ -64,6 +79,8 @@ MUST_STARTTLS = "530 5.7.0 Must issue a STARTTLS command first"
 AUTH_NOT_ENABLED = "503 5.5.1 Error: authentication not enabled"
 TLS_ALREADY_ACTIVE = "554 5.5.1 Error: TLS already active"
 VRFY_REPLY = "252 2.0.0 Cannot VRFY user, but will accept message and attempt delivery"
+BAD_RECIPIENT = "501 5.1.3 Bad recipient address syntax"
+BARE_NEWLINE = "550 5.5.2 Error: bare <{what}> received"
 WRITE_FAILED = "451 4.3.0 Error: queue file write error"
 
 
@@ -199,6 +216,46 @@ def _listen(host: str, port: int) -> socket.socket:
     return sock
 
 
+# A path in angle brackets that RFC 5321 does not allow but old relays routed anyway
+# (<user@outside@[192.0.2.1]>): taken as written, for the policy to judge where it leads.
+_LENIENT_PATH = re.compile(r"\s*<([^<>\s]+)>(.*)\Z", re.DOTALL)
+_BARE_CR = re.compile(rb"\r(?!\n)")
+_BARE_LF = re.compile(rb"(?<!\r)\n")
+_MAX_ROUTE_HOPS = 8
+NULL_SENDER = "<>"  # how aiosmtpd hands us MAIL FROM:<>
+
+
+def _split_address(address: str) -> tuple[str, str | None]:
+    """(local part without quotes, domain or None) of an address as the client wrote it."""
+    if address.startswith('"'):
+        local, escaped, end = [], False, None
+        for n, char in enumerate(address[1:], 1):
+            if escaped:
+                local.append(char)
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                end = n
+                break
+            else:
+                local.append(char)
+        if end is not None:
+            rest = address[end + 1 :]
+            return "".join(local), (rest[1:] if rest.startswith("@") else rest or None)
+    local_part, at, domain = address.rpartition("@")
+    return (local_part, domain) if at else (address, None)
+
+
+def _own_literals(host: str) -> set[str]:
+    """Our address literals (RFC 5321 4.1.3): mail to [our IP] is mail to us."""
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return set()
+    return {f"[{ip}]" if ip.version == 4 else f"[ipv6:{ip}]"}
+
+
 def _new_queue_id() -> str:
     return uuid.uuid4().hex[:12].upper()
 
@@ -239,6 +296,7 @@ class _Policy:
     def __init__(self, config: SandboxConfig, store: _Mailstore) -> None:
         self._config = config
         self._domain = config.domain.lower()
+        self._literals = _own_literals(config.host)
         self._mailboxes = {m.lower(): m for m in config.mailboxes}
         self._store = store
 
@@ -269,6 +327,8 @@ class _Policy:
         self, server: SMTP, session: Session, envelope: Envelope,
         address: str, rcpt_options: list[str],
     ) -> str:  # fmt: skip
+        if address == NULL_SENDER:  # <> is a sender only
+            return BAD_RECIPIENT
         reply = self.judge_recipient(address, authenticated=bool(session.authenticated))
         if reply == RECIPIENT_OK:
             envelope.rcpt_tos.append(address)
@@ -281,10 +341,17 @@ class _Policy:
         return VRFY_REPLY
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        data = envelope.original_content or b""
+        # aiosmtpd ends DATA only at CRLF.CRLF; a bare CR or LF stays in the message, where
+        # a less careful next hop could take <LF>.<CR><LF> for the end (SMTP smuggling).
+        for what, bare in (("LF", _BARE_LF), ("CR", _BARE_CR)):
+            if bare.search(data):
+                return BARE_NEWLINE.format(what=what)
+        sender = envelope.mail_from or ""
         message = StoredMessage(
-            mail_from=envelope.mail_from or "",
+            mail_from="" if sender == NULL_SENDER else sender,
             rcpt_tos=tuple(envelope.rcpt_tos),
-            data=envelope.original_content or b"",
+            data=data,
             authenticated_user=session.auth_data if session.authenticated else None,
             queue_id=_new_queue_id(),
         )
@@ -297,8 +364,8 @@ class _Policy:
 
     def judge_recipient(self, address: str, *, authenticated: bool) -> str:
         """The RCPT reply for this address: local user, unknown user or relay."""
-        local_part, domain = self._split(address)
-        if not self._is_local(domain):
+        local_part, remote = self.route(address)
+        if remote is not None:
             relay_ok = authenticated or self._config.open_relay
             return RECIPIENT_OK if relay_ok else RELAY_DENIED
         if local_part.lower() not in self._mailboxes:
@@ -306,10 +373,35 @@ class _Policy:
         return RECIPIENT_OK
 
     def mailbox_of(self, address: str) -> str | None:
-        local_part, domain = self._split(address)
-        if not self._is_local(domain):
+        local_part, remote = self.route(address)
+        if remote is not None:
             return None
         return self._mailboxes.get(local_part.lower())
+
+    def route(self, address: str) -> tuple[str, str | None]:
+        """Where the address leads: (local part, None) here, (local part, domain) elsewhere.
+
+        Inside our own domain (or with no domain: a bare ``postmaster`` is ours, RFC 5321
+        4.5.1) the routing syntax that old MTAs honoured is followed: a quoted or second
+        ``@`` (``"user@outside"@us``), the percent hack (``user%outside@us``) and UUCP
+        bang paths (``outside!user``). Each of the relay battery's tricks thus leads
+        outside and is judged as relaying, never as an unknown local user.
+        """
+        for _ in range(_MAX_ROUTE_HOPS):
+            local_part, domain = _split_address(address)
+            if domain is not None and not self._is_local(domain):
+                return local_part, domain
+            if "@" in local_part:
+                address = local_part
+            elif "%" in local_part:
+                head, _, tail = local_part.rpartition("%")
+                address = f"{head}@{tail}"
+            elif "!" in local_part:
+                host, _, user = local_part.partition("!")
+                address = f"{user}@{host}"
+            else:
+                return local_part, None
+        return address, "(too many routing hops)"  # never delivered here
 
     def authenticate(
         self, server: SMTP, session: Session, envelope: Envelope, mechanism: str, auth_data: Any
@@ -322,14 +414,9 @@ class _Policy:
                 return AuthResult(success=True, auth_data=user)
         return AuthResult(success=False, handled=False)  # aiosmtpd then sends 535 5.7.8
 
-    def _split(self, address: str) -> tuple[str, str]:
-        local_part, at, domain = address.rpartition("@")
-        if not at:  # a bare "postmaster" is addressed to us (RFC 5321 4.5.1)
-            return address, self._domain
-        return local_part, domain
-
     def _is_local(self, domain: str) -> bool:
-        return domain.lower() == self._domain  # domains are case-insensitive
+        domain = domain.lower()  # domains are case-insensitive
+        return domain == self._domain or domain in self._literals
 
 
 class _SandboxSMTP(SMTP):
@@ -359,6 +446,14 @@ class _SandboxSMTP(SMTP):
         transport = self._original_transport or self.transport
         if transport is not None:
             transport.abort()
+
+    def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
+        address, rest = super()._getaddr(arg)
+        if address is None and arg:
+            lenient = _LENIENT_PATH.match(arg)
+            if lenient:
+                return lenient.group(1), lenient.group(2)
+        return address, rest
 
     async def push(self, status: AnyStr) -> None:
         if isinstance(status, str):
