@@ -404,38 +404,38 @@ def test_completion_scripts_are_generated():
         assert "_SMTPSCRIPT_COMPLETE" in proc.stdout
 
 
-def test_target_names_complete_from_the_library(tmp_path):
-    write(
-        tmp_path / CONFIG_NAME,
-        "smtpscript: 1\ntargets:\n  mx1: {host: a, tags: [prod]}\n  mx2: {host: b}\n"
-        "environments:\n  staging:\n    targets:\n      mx-stage: {host: c}\n",
-    )
+def _completions(folder: Path, words: str) -> list[str]:
+    """What bash completion offers for the last of ``words``, in ``folder``."""
     env = {
         **os.environ,
         "_SMTPSCRIPT_COMPLETE": "complete_bash",
-        "COMP_WORDS": "smtpscript run -t m",
-        "COMP_CWORD": "3",
+        "COMP_WORDS": words,
+        "COMP_CWORD": str(len(words.split(" ")) - 1),
     }
     proc = subprocess.run(
         [sys.executable, "-m", "smtpscript"],
         capture_output=True,
         text=True,
         env=env,
-        cwd=tmp_path,
+        cwd=folder,
         timeout=60,
     )
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.split() == ["mx-stage", "mx1", "mx2"]
-    env["COMP_WORDS"] = "smtpscript run -t @"
-    proc = subprocess.run(
-        [sys.executable, "-m", "smtpscript"],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=tmp_path,
-        timeout=60,
+    return proc.stdout.split()
+
+
+def test_target_names_and_environments_complete_from_the_library(tmp_path):
+    write(
+        tmp_path / CONFIG_NAME,
+        "smtpscript: 1\ntargets:\n  mx1: {host: a, tags: [prod]}\n  mx2: {host: b}\n"
+        "environments:\n  staging:\n    targets:\n      mx-stage: {host: c}\n",
     )
-    assert proc.stdout.split() == ["@prod"]
+    assert _completions(tmp_path, "smtpscript run -t m") == ["mx-stage", "mx1", "mx2"]
+    assert _completions(tmp_path, "smtpscript run -t @") == ["@prod"]
+    assert _completions(tmp_path, "smtpscript run --env s") == ["staging"]
+    # a broken config completes what needs no config, never a traceback
+    write(tmp_path / CONFIG_NAME, "smtpscript: [\n")
+    assert _completions(tmp_path, "smtpscript run -t s") == ["sandbox"]
 
 
 def test_a_certificate_verify_failure_hints_at_ca_file(tmp_path, capsys, sandboxes):
