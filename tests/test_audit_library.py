@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -360,3 +361,24 @@ def test_postfix_enumeration_and_hygiene_replies(postfix_results):
     assert step_named(long_lines, "a message with").replies[0].code == 250
     early = postfix_results["hygiene/pipelining-early-talker.yaml"]
     assert [s.replies[0].code for s in early.steps if s.kind == "read"] == [250, 250]
+
+
+def test_the_html_report_sums_up_each_theme_per_target(closed_results, open_results):
+    from smtpscript.report import render_html
+    from smtpscript.results import RunResult
+
+    # two columns: the closed and the open sandbox
+    opened = [
+        replace(r, target=replace(r.target, name="open-relay")) for r in open_results.values()
+    ]
+    html = render_html(RunResult(scenarios=[*closed_results.values(), *opened]))
+    table = html[html.index("<h3>Checks by theme</h3>") : html.index("<h3>Scenarios")]
+    rows = {
+        re.sub(r"<[^>]+>", "", row.split("</th>")[0]).strip(): re.findall(
+            r"(\d+ of \d+ failed)", row
+        )
+        for row in table.split("<tr>")[2:]
+    }
+    assert rows["relay"] == ["0 of 17 failed", "17 of 17 failed"]
+    assert rows["smuggling"] == ["0 of 9 failed", "0 of 9 failed"]
+    assert "proxy" not in rows  # skipped everywhere: nothing to sum up

@@ -63,6 +63,15 @@ class Item:
 
 
 @dataclass(frozen=True)
+class ThemeCell:
+    """One theme on one target: scenario runs failed, in error, and judged (not skipped)."""
+
+    failed: int
+    errors: int
+    total: int
+
+
+@dataclass(frozen=True)
 class MatrixRow:
     scenario_id: str
     title: str
@@ -104,6 +113,7 @@ _PLAIN_TYPES = frozenset(
         ConvLine,
         Item,
         MatrixRow,
+        ThemeCell,
         Bar,
         Chart,
     }
@@ -192,6 +202,7 @@ def build_view(run: RunResult) -> dict[str, Any]:
         "targets": targets,
         "target_info": {t.name: t for t in run.targets},
         "matrix": matrix(items, targets),
+        "themes": themes(run.scenarios, targets),
         "groups": _groups(items),
         "chart": chart(items),
     }
@@ -305,6 +316,29 @@ def matrix(items: list[Item], targets: list[str]) -> list[MatrixRow]:
             )
         )
     return out
+
+
+def themes(
+    results: list[ScenarioResult], targets: list[str]
+) -> list[tuple[str, list[ThemeCell | None]]]:
+    """Checks by theme (a scenario's first tag: relay, smuggling, tls...) x targets: how
+    many failed of how many ran, so a battery reads as one line ("relay: 0 of 17 failed").
+    Empty when fewer than two scenarios share a theme (nothing to sum up)."""
+    counts: dict[str, dict[str, list[int]]] = {}
+    for r in results:
+        if not r.tags:
+            continue
+        cell = counts.setdefault(r.tags[0], {}).setdefault(r.target.name, [0, 0, 0])
+        cell[0] += r.verdict == "failed"
+        cell[1] += r.verdict == "error"
+        cell[2] += r.verdict != "skipped"
+    if all(sum(c[2] for c in cells.values()) < 2 * len(cells) for cells in counts.values()):
+        return []
+    return [
+        (theme, [ThemeCell(*cells[t]) if t in cells else None for t in targets])
+        for theme, cells in sorted(counts.items())
+        if any(c[2] for c in cells.values())  # all skipped: nothing to sum up
+    ]
 
 
 def _groups(items: list[Item]) -> list[tuple[str, list[Item]]]:
