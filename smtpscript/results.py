@@ -32,6 +32,9 @@ class TranscriptEntry:
     t: float  # seconds since the scenario started (monotonic clock)
     direction: Literal["C", "S", "*"]
     text: str  # escaped for display: one entry per line, without its CRLF
+    # StepResult.index of the step it happened in (received bytes: the step that read
+    # them); None outside every step, e.g. the QUIT sent after the last one
+    step: int | None = None
 
 
 @dataclass
@@ -156,7 +159,12 @@ class RunResult:
 
 
 def to_dict(run: RunResult) -> dict[str, Any]:
-    return dataclasses.asdict(run)
+    data = dataclasses.asdict(run)
+    for scenario in data["scenarios"]:
+        for entry in scenario["transcript"]:
+            if entry["step"] is None:  # written only when there is one: older files match
+                del entry["step"]
+    return data
 
 
 def to_json(run: RunResult) -> str:

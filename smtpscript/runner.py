@@ -99,6 +99,7 @@ class ScenarioRun:
         self.session: Session | None = None
         self.clock = time.monotonic()  # transcript times are relative to this
         self.events: list[Any] = []
+        self.marks: list[transcript.Mark] = []  # which step the events belong to
         self.violations: list[str] = []
         self.warnings: list[str] = []
         self.steps: list[StepResult] = []
@@ -156,7 +157,7 @@ class ScenarioRun:
             started_at=started_at,
             duration_ms=round((time.monotonic() - t0) * 1000, 3),
             steps=self.steps,
-            transcript=transcript.build(self.events, self.tracker),
+            transcript=transcript.build(self.events, self.tracker, self.marks),
             protocol_violations=self.violations,
             warnings=self.warnings,
             internal_error=self.internal_error,
@@ -185,6 +186,7 @@ class ScenarioRun:
             self.internal_error |= failure.internal
             return self._abandon(failure.message)
         finally:
+            self.marks.append(transcript.Mark(len(self.events), None))  # the steps are over
             with contextlib.suppress(Exception):
                 await self._quit_and_close(quit_first)
         return self._verdict()
@@ -391,6 +393,7 @@ class ScenarioRun:
             included_from=[f"{pos.file}:{pos.line}" for pos in step.included_from],
         )
         record = _Record(result, time.monotonic(), step.pos.file)
+        self.marks.append(transcript.Mark(len(self.events), result.index))
         self.steps.append(result)
         self.records.append(record)
         self.pending.append(record)
@@ -469,6 +472,9 @@ class ScenarioRun:
         assert self.session is not None
         t0 = time.monotonic()
         if self.session.is_open:
+            # the reply is this step's, even if its bytes came in an earlier step's read
+            held = self.session._parser.held_bytes
+            self.marks.append(transcript.reply_mark(self.events, held, record.result.index))
             reply: Reply | Closed = await self.session.read_reply(self.timeout(step))
         else:
             reply = Closed()
@@ -582,11 +588,13 @@ class ScenarioRun:
             lines = [self.render(inner.action.line) for inner in action.steps]  # type: ignore[union-attr]
             data = b"".join(protocol.encode_command(line) for line in lines)
             assert self.session is not None
+            sent_at = len(self.events)
             await self.session.send(data, "\n".join(lines), timeout=self.timeout(step))
         except (TemplateError, LocalProtocolError, ConnectionError) as exc:
             self._finish_rest(records[1:], "not sent: the pipeline could not be written")
             return self._finish(records[0], "error", str(exc))
-        for record, line in zip(records, lines, strict=True):
+        for n, (record, line) in enumerate(zip(records, lines, strict=True)):
+            self.marks.append(transcript.Mark(sent_at, record.result.index, n))  # one line each
             self._sent_command(record.result.path, line)
             record.result.sent.append(line)
             self.label(record, line)

@@ -1,11 +1,22 @@
-"""Turn a session's raw events into display lines, redacted.
+"""Turn a session's raw events into display lines, redacted, each with its step.
 
 Received bytes arrive in arbitrary chunks; lines are rebuilt across chunks so
 that a reply split over several reads shows as whole lines, each stamped with
 the time its first byte arrived.
+
+The runner says which step each event belongs to with marks: ``Mark(event, step)``
+means "from events[event] on, step" (``None``: outside every step). A mark can point
+inside an event: at a line of a sent event (the commands of a pipeline go out in one
+write, one line per step), or at a byte of a received one (replies read by several
+steps can arrive in one read). A line takes the step of its first byte. Marks need
+not come in order: where several point at the same place, the one given last wins.
 """
 
 from __future__ import annotations
+
+from bisect import bisect_right
+from collections.abc import Sequence
+from typing import NamedTuple
 
 from smtpscript.protocol import escape_bytes
 from smtpscript.results import TranscriptEntry
@@ -15,26 +26,73 @@ from smtpscript.templating import SecretTracker
 MAX_LINES_PER_EVENT = 200  # a big DATA payload shows its start, then a count
 
 
-def build(events: list[RawEvent], tracker: SecretTracker) -> list[TranscriptEntry]:
+class Mark(NamedTuple):
+    """From ``events[event]`` (its line or byte ``offset``) on, the lines belong to ``step``."""
+
+    event: int
+    step: int | None
+    offset: int = 0  # a sent event's or note's line; a received event's byte
+
+
+def reply_mark(events: Sequence[RawEvent], unread: int, step: int | None) -> Mark:
+    """The mark for a step about to read a reply: at the first of the last ``unread``
+    bytes received (not read yet: they start its reply), else at the next event."""
+    for n in range(len(events) - 1, -1, -1):
+        if unread <= 0:
+            break
+        event = events[n]
+        if event.direction == "S":
+            if unread <= len(event.data):
+                return Mark(n, step, len(event.data) - unread)
+            unread -= len(event.data)
+    return Mark(len(events), step)
+
+
+class _Steps:
+    """The step at a place in the events, from the marks."""
+
+    def __init__(self, marks: Sequence[tuple[int, int | None] | Mark]):
+        ordered = sorted((Mark(*mark) for mark in marks), key=lambda m: (m.event, m.offset))
+        self.places = [(m.event, m.offset) for m in ordered]
+        self.steps = [m.step for m in ordered]
+
+    def at(self, event: int, offset: int = 0) -> int | None:
+        n = bisect_right(self.places, (event, offset))  # stable sort: the last given wins
+        return self.steps[n - 1] if n else None
+
+
+def build(
+    events: list[RawEvent],
+    tracker: SecretTracker,
+    marks: Sequence[tuple[int, int | None] | Mark] = (),
+) -> list[TranscriptEntry]:
+    steps = _Steps(marks)
     out: list[TranscriptEntry] = []
     pending = b""  # received bytes of an unfinished line
-    pending_t = 0.0
-    for event in events:
+    pending_t, pending_step = 0.0, None  # when its first byte came, and its step
+    for n, event in enumerate(events):
         if event.direction == "S":
             assert isinstance(event.data, bytes)
-            if not pending:
-                pending_t = event.t
-            pending += event.data
-            *lines, pending = pending.split(b"\n")
-            out += [TranscriptEntry(pending_t, "S", _show(line, tracker)) for line in lines]
-            pending_t = event.t
+            data, start = event.data, 0
+            while start < len(data):
+                if not pending:
+                    pending_t, pending_step = event.t, steps.at(n, start)
+                end = data.find(b"\n", start)
+                if end < 0:
+                    pending += data[start:]
+                    break
+                line, pending = pending + data[start:end], b""
+                out.append(TranscriptEntry(pending_t, "S", _show(line, tracker), pending_step))
+                start = end + 1
             continue
         if pending:  # a partial line before something else happened
-            out.append(TranscriptEntry(pending_t, "S", _show(pending, tracker)))
+            out.append(TranscriptEntry(pending_t, "S", _show(pending, tracker), pending_step))
             pending = b""
-        out += _local(event, tracker)
+        for line, entry in enumerate(_local(event, tracker)):
+            entry.step = steps.at(n, line)
+            out.append(entry)
     if pending:
-        out.append(TranscriptEntry(pending_t, "S", _show(pending, tracker)))
+        out.append(TranscriptEntry(pending_t, "S", _show(pending, tracker), pending_step))
     return out
 
 
