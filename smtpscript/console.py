@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import TYPE_CHECKING, NamedTuple, TextIO
+from collections import deque
+from typing import TYPE_CHECKING, TextIO
 
 from smtpscript.model import SEVERITIES
 from smtpscript.protocol import escape_controls
@@ -244,76 +245,92 @@ def _safe(text: object) -> str:
 
 # --- the conversation, step by step -------------------------------------------------
 #
-# Transcript entries do not say which step they belong to, so the steps are found again:
-# replies are read in order and every one is recorded in its step, so the n-th received
-# line belongs to the step whose replies hold the n-th reply line (checked: it must start
-# with that reply's code); a command starts a step when it is that step's first sent line,
-# or when the step before has had all its replies. Notes (connected, TLS up) stay with the
-# step they follow, except before a step that sends nothing first (a banner): they open it.
-# When the received lines do not line up with the replies, each step is shown from its own
-# sent and reply records instead (without times or notes).
-
-
-class _Row(NamedTuple):
-    step: int  # position in result.steps; len(result.steps): after the last step
-    text: str  # escaped, without the indentation
-    marked: bool = False  # a line of the reply that failed its step
+# Every transcript entry says which step it belongs to (entry.step, the step's index;
+# None outside every step), so the entries are shown in the order they happened, under
+# the label of their step, the label repeated whenever the step changes (a pipeline's
+# commands go out together and its replies come back after them).
 
 
 def conversation_lines(result: ScenarioResult) -> list[tuple[str, str]]:
-    """(kind, text) pairs: kind is "label", "line", "marked" (the failing reply) or "message"."""
-    if not result.steps:
+    """(kind, text) pairs: kind is "label", "line", "marked" (the failing reply) or "message".
+
+    A step without lines (skipped, or stopped before it sent anything) is labelled where
+    it ran; lines outside every step come last, under "after the steps" (a transcript
+    that says nothing of steps, from older results: after the labels of all the steps).
+    """
+    steps = {step.index: step for step in result.steps}
+    if not steps:
         return [("line", _entry_text(e)) for e in result.transcript]
-    rows = _Aligner(result.steps).rows(result.transcript) if result.transcript else None
-    if rows is None:
-        rows = [row for p, step in enumerate(result.steps) for row in _record_rows(p, step)]
-    return _labelled(result, rows)
-
-
-def _labelled(result: ScenarioResult, rows: list[_Row]) -> list[tuple[str, str]]:
-    """Rows with a label where the step changes; steps with no rows labelled in their place."""
-    steps = result.steps
-    message_after = _message_positions(steps, rows)
+    owners = [e.step if e.step in steps else None for e in result.transcript]
+    marked, message_after = _failing_replies(result, owners)
+    last_owned = max((n for n, owner in enumerate(owners) if owner is not None), default=-1)
+    with_lines = set(owners)
+    silent = deque(step for step in result.steps if step.index not in with_lines)
     out: list[tuple[str, str]] = []
-    owned = {row.step for row in rows}
-    labelled = 0  # steps before this have been labelled at least once
-    current: int | None = None
-    for n, row in enumerate(rows):
-        if row.step != current:
-            for p in range(labelled, row.step):
-                if p not in owned:
-                    out += _empty_step(result, p)
-            labelled = max(labelled, row.step + 1)
-            current = row.step
-            label = _label(result, steps[current]) if current < len(steps) else "after the steps"
-            out.append(("label", label))
-        out.append(("marked" if row.marked else "line", row.text))
+
+    def silent_steps(before: float) -> None:
+        """Label the steps without lines that ran before step ``before``."""
+        while silent and silent[0].index < before:
+            step = silent.popleft()
+            out.append(("label", _label(result, step)))
+            if step.verdict in ("failed", "error") and step.message:
+                out.append(("message", _safe(step.message)))
+
+    current: int | str | None = ""  # the step being shown ("": none yet)
+    for n, (entry, owner) in enumerate(zip(result.transcript, owners, strict=True)):
+        if owner != current:
+            current = owner
+            if owner is not None:
+                silent_steps(owner)
+                out.append(("label", _label(result, steps[owner])))
+            else:
+                if n > last_owned:  # no step comes later
+                    silent_steps(float("inf"))
+                after = last_owned >= 0 and n > last_owned
+                out.append(("label", "after the steps" if after else "outside the steps"))
+        out.append(("marked" if n in marked else "line", _entry_text(entry)))
         if n in message_after:
-            out.append(("message", _safe(steps[message_after[n]].message)))
-    for p in range(labelled, len(steps)):
-        out += _empty_step(result, p)
+            out.append(("message", _safe(message_after[n].message)))
+    silent_steps(float("inf"))
     return out
 
 
-def _message_positions(steps: list[StepResult], rows: list[_Row]) -> dict[int, int]:
-    """Row number -> step: a failed step's message under its marked reply, else its last row."""
-    where: dict[int, int] = {}
-    for p, step in enumerate(steps):
-        if step.verdict not in ("failed", "error") or not step.message:
+def _failing_replies(
+    result: ScenarioResult, owners: list[int | None]
+) -> tuple[set[int], dict[int, StepResult]]:
+    """The entries of the reply each failed step was judged on (its last), and after
+    which entry each failed or errored step's message goes: its failing reply, else its
+    last line."""
+    received: dict[int, list[int]] = {}  # step index -> its received lines, in order
+    last: dict[int, int] = {}
+    for n, owner in enumerate(owners):
+        if owner is not None:
+            last[owner] = n
+            if result.transcript[n].direction == "S":
+                received.setdefault(owner, []).append(n)
+    marked: set[int] = set()
+    message_after: dict[int, StepResult] = {}
+    for step in result.steps:
+        if step.verdict not in ("failed", "error") or step.index not in last:
             continue
-        mine = [n for n, r in enumerate(rows) if r.step == p]
-        marked = [n for n in mine if rows[n].marked]
-        if marked or mine:
-            where[(marked or mine)[-1]] = p
-    return where
+        lines = _reply_lines(step, received.get(step.index, []), result.transcript)
+        marked.update(lines)
+        if step.message:
+            message_after[lines[-1] if lines else last[step.index]] = step
+    return marked, message_after
 
 
-def _empty_step(result: ScenarioResult, p: int) -> list[tuple[str, str]]:
-    step = result.steps[p]
-    out = [("label", _label(result, step))]
-    if step.verdict in ("failed", "error") and step.message:
-        out.append(("message", _safe(step.message)))
-    return out
+def _reply_lines(
+    step: StepResult, received: list[int], transcript: list[TranscriptEntry]
+) -> list[int]:
+    """The received lines of a failed step's last reply: a step's received lines are its
+    replies, in the order it read them (then any bytes nobody read)."""
+    if step.verdict != "failed" or not step.replies or step.replies[-1].code is None:
+        return []  # an error was not judged on a reply; a close has no reply lines
+    before = sum(len(r.lines) or 1 for r in step.replies[:-1] if r.code is not None)
+    lines = received[before : before + (len(step.replies[-1].lines) or 1)]
+    code = str(step.replies[-1].code)
+    return lines if lines and all(transcript[n].text.startswith(code) for n in lines) else []
 
 
 def _label(result: ScenarioResult, step: StepResult) -> str:
@@ -330,97 +347,6 @@ def _label(result: ScenarioResult, step: StepResult) -> str:
 def _entry_text(entry: TranscriptEntry) -> str:
     marker = {"C": "C:", "S": "S:", "*": "  *"}.get(entry.direction, "?:")
     return f"{entry.t * 1000:8.1f}ms {marker} {_safe(entry.text)}"
-
-
-def _record_rows(p: int, step: StepResult) -> list[_Row]:
-    """A step's conversation from its own records: what it sent, each reply."""
-    rows = [_Row(p, f"{_NO_TIME} C: {_safe(text)}") for text in step.sent]
-    failing = _failing_reply(step)
-    for n, reply in enumerate(step.replies):
-        if reply.code is None:
-            rows.append(_Row(p, f"{_NO_TIME}   * connection closed", n == failing))
-            continue
-        last = len(reply.lines) - 1
-        for i, text in enumerate(reply.lines or [""]):
-            line = f"{reply.code}{'-' if i < last else ' '}{text}".rstrip()
-            rows.append(_Row(p, f"{_NO_TIME} S: {_safe(line)}", n == failing))
-    return rows
-
-
-def _failing_reply(step: StepResult) -> int | None:
-    """The reply a failed step was judged on: its last one."""
-    if step.verdict in ("failed", "error") and step.replies:
-        return len(step.replies) - 1
-    return None
-
-
-class _Aligner:
-    """Finds the step of each transcript entry (see the comment above)."""
-
-    def __init__(self, steps: list[StepResult]):
-        self.steps = steps
-        # one (step, reply number, code) per reply line, in the order they were read
-        self.slots = [
-            (p, n, reply.code)
-            for p, step in enumerate(steps)
-            for n, reply in enumerate(step.replies)
-            if reply.code is not None
-            for _ in reply.lines or [""]
-        ]
-        self.expected = [sum(1 for slot in self.slots if slot[0] == p) for p in range(len(steps))]
-        self.heard = [0] * len(steps)  # reply lines seen, per step
-        self.speaker = -1  # the step whose commands are going out
-        self.said = 0  # how many of its sent lines have been seen
-        self.closing = len(steps)  # what comes after the last step (QUIT, closing notes)
-
-    def rows(self, transcript: list[TranscriptEntry]) -> list[_Row] | None:
-        rows: list[_Row] = []
-        notes: list[TranscriptEntry] = []
-        current: int | None = None
-        received = 0
-        for entry in transcript:
-            if entry.direction == "S":
-                slot = self.slots[received] if received < len(self.slots) else None
-                received += 1
-                if slot is not None and not entry.text.startswith(str(slot[2])):
-                    return None  # not the reply the steps recorded: do not guess
-                step = self.closing if slot is None else slot[0]
-                marked = slot is not None and slot[1] == _failing_reply(self.steps[slot[0]])
-                if slot is not None:
-                    self.heard[slot[0]] += 1
-            elif entry.direction == "C":
-                step, marked = self._speaker(entry.text), False
-            else:
-                notes.append(entry)
-                continue
-            rows += self._place(notes, current, step)
-            notes = []
-            rows.append(_Row(step, _entry_text(entry), marked))
-            current = step
-        return rows + self._place(notes, current, 0 if current is None else current)
-
-    def _place(self, notes: list[TranscriptEntry], current: int | None, coming: int) -> list[_Row]:
-        """Notes go with the step before them, or open a step that starts by listening."""
-        listens = coming < len(self.steps) and not self.steps[coming].sent
-        owner = coming if current is None or (coming != current and listens) else current
-        return [_Row(owner, _entry_text(note)) for note in notes]
-
-    def _speaker(self, text: str) -> int:
-        """The step a command line belongs to (``closing``: none, QUIT on closing)."""
-        if self.speaker >= 0:
-            sent = self.steps[self.speaker].sent
-            if self.said < len(sent) and text == sent[self.said]:
-                self.said += 1
-                return self.speaker
-        after = next(
-            (p for p in range(self.speaker + 1, len(self.steps)) if self.steps[p].sent), None
-        )
-        answered = self.speaker < 0 or self.heard[self.speaker] >= self.expected[self.speaker]
-        if after is None:
-            return self.closing if answered else self.speaker
-        if text == self.steps[after].sent[0] or answered:
-            self.speaker, self.said = after, 1
-        return self.speaker
 
 
 # --- tables ---------------------------------------------------------------------------

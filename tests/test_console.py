@@ -383,19 +383,21 @@ def conversation_result(**kw: Any) -> ScenarioResult:
         ),
         StepResult(4, "steps[3]", "send", "RSET", 18, "skipped", "2xx", message="when: false"),
     ]
-    lines = [
-        ("*", "connected to 192.0.2.10:25"),
-        ("S", "220 mx ESMTP"),
-        ("C", "EHLO c.test"),
-        ("S", "250-mx"),
-        ("S", "250 PIPELINING"),
-        ("C", rcpt),
-        ("S", "250 2.1.5 Ok"),
-        ("C", "QUIT"),
-        ("S", "221 bye"),
-        ("*", "closed"),
+    lines = [  # (direction, text, step): what the runner records
+        ("*", "connected to 192.0.2.10:25", 1),
+        ("S", "220 mx ESMTP", 1),
+        ("C", "EHLO c.test", 2),
+        ("S", "250-mx", 2),
+        ("S", "250 PIPELINING", 2),
+        ("C", rcpt, 3),
+        ("S", "250 2.1.5 Ok", 3),
+        ("C", "QUIT", None),
+        ("S", "221 bye", None),
+        ("*", "closed", None),
     ]
-    transcript = [TranscriptEntry(n / 1000, d, text) for n, (d, text) in enumerate(lines)]
+    transcript = [
+        TranscriptEntry(n / 1000, d, text, step) for n, (d, text, step) in enumerate(lines)
+    ]
     kw.setdefault("reason", f"scenarios/r.yaml:16: steps[2] ({rcpt}): {steps[2].message}")
     title = kw.pop("title", "r")
     return result(title, "failed", **{"steps": steps, "transcript": transcript, **kw})
@@ -424,24 +426,123 @@ def test_verbose_labels_each_step_and_marks_the_failing_reply():
     ]
 
 
-def test_verbose_shows_each_step_from_its_records_when_the_transcript_does_not_line_up():
+def test_verbose_labels_a_pipelines_steps_again_where_they_interleave():
+    """The commands go out in one write, the replies come back after them: each line under
+    its own step, in the order it happened; the failing reply found by step, not by text."""
+    mail, rcpt = "MAIL FROM:<a@c.test>", "RCPT TO:<victim@example.net>"
+    steps = [
+        StepResult(1, "steps[0].pipeline[0]", "send", mail, 6, "passed", "2xx", sent=[mail]),
+        StepResult(
+            2,
+            "steps[0].pipeline[1]",
+            "send",
+            rcpt,
+            7,
+            "failed",
+            "550",
+            message="expected 550, got 250 2.1.5 Ok",
+            sent=[rcpt],
+            replies=[ReplyRecord(250, "2.1.5", ["2.1.5 Ok"], 1.0)],
+        ),
+        StepResult(3, "steps[1]", "send", "NOOP", 8, "skipped", "2xx", message="not judged"),
+    ]
+    lines = [
+        ("C", mail, 1),
+        ("C", rcpt, 2),
+        ("S", "250 2.1.0 Ok", 1),
+        ("S", "250 2.1.5 Ok", 2),
+        ("C", "QUIT", None),
+    ]
+    transcript = [TranscriptEntry(n / 1000, d, t, s) for n, (d, t, s) in enumerate(lines)]
+    console, out = view(verbose=True)
+    console.scenario(conversation_result(steps=steps, transcript=transcript))
+    assert out.getvalue().splitlines()[2:] == [
+        "      step 1 (MAIL FROM:<a@c.test>) line 6",
+        "             0.0ms C: MAIL FROM:<a@c.test>",
+        "      step 2 (RCPT TO:<victim@example.net>) line 7: failed",
+        "             1.0ms C: RCPT TO:<victim@example.net>",
+        "      step 1 (MAIL FROM:<a@c.test>) line 6",
+        "             2.0ms S: 250 2.1.0 Ok",
+        "      step 2 (RCPT TO:<victim@example.net>) line 7: failed",
+        "     >>      3.0ms S: 250 2.1.5 Ok",
+        "                   expected 550, got 250 2.1.5 Ok",
+        "      step 3 (NOOP) line 8: skipped (not judged)",
+        "      after the steps",
+        "             4.0ms C: QUIT",
+    ]
+
+
+def test_verbose_marks_only_the_last_reply_a_failed_step_read():
+    """A step that read two replies (DATA: 354, then the verdict on the message) failed
+    on the second; the lines nobody read after it (injected) are not marked."""
+    data = StepResult(
+        2,
+        "steps[1]",
+        "data",
+        "DATA",
+        9,
+        "failed",
+        "2xx",
+        message="expected 2xx, got 554 no",
+        sent=["DATA", "Subject: x", "."],
+        replies=[
+            ReplyRecord(354, None, ["go ahead"], 1.0),
+            ReplyRecord(554, None, ["no", "really"], 1.0),
+        ],
+    )
+    connect = StepResult(1, "steps[0]", "connect", "connect", 8, "passed", "220")
+    lines = [
+        ("S", "220 mx", 1),
+        ("C", "DATA", 2),
+        ("S", "354 go ahead", 2),
+        ("C", "Subject: x", 2),
+        ("C", ".", 2),
+        ("S", "554-no", 2),
+        ("S", "554 really", 2),
+        ("S", "250 smuggled", 2),
+    ]
+    transcript = [TranscriptEntry(n / 1000, d, t, s) for n, (d, t, s) in enumerate(lines)]
+    console, out = view(verbose=True)
+    console.scenario(conversation_result(steps=[connect, data], transcript=transcript))
+    shown = out.getvalue().splitlines()[2:]
+    assert [line[:9] for line in shown if "S: " in line] == [" " * 9] * 2 + ["     >>  "] * 2 + [
+        " " * 9
+    ]
+    assert shown[-2:] == [
+        "                   expected 2xx, got 554 no",
+        "             7.0ms S: 250 smuggled",
+    ]
+
+
+def test_verbose_errored_step_gets_its_message_after_its_last_line_unmarked():
+    """An error was not judged on a reply (a timeout, a broken reply): nothing is marked."""
     odd = conversation_result()
-    odd.transcript[1].text = "554 go away"  # not the 220 the connect step recorded
+    odd.steps[2].verdict = "error"
+    odd.steps[2].message = "no complete reply within 5 s"
     console, out = view(verbose=True)
     console.scenario(odd)
-    assert out.getvalue().splitlines()[2:] == [
+    shown = out.getvalue().splitlines()[2:]
+    assert not [line for line in shown if line.startswith("     >>")]
+    at = shown.index("             6.0ms S: 250 2.1.5 Ok")
+    assert shown[at + 1] == "                   no complete reply within 5 s"
+
+
+def test_verbose_a_transcript_from_older_results_comes_after_the_steps():
+    """Results written before entries had a step: the steps, then every line."""
+    old = conversation_result()
+    for entry in old.transcript:
+        entry.step = None
+    console, out = view(verbose=True)
+    console.scenario(old)
+    assert out.getvalue().splitlines()[2:8] == [
         "      step 1 (connect) line 12",
-        "                   S: 220 mx ESMTP",
         "      step 2 (EHLO c.test) line 14",
-        "                   C: EHLO c.test",
-        "                   S: 250-mx",
-        "                   S: 250 PIPELINING",
         "      step 3 (rcpt outsider) line 16: failed",
-        "                   C: RCPT TO:<x@outside.example>",
-        "     >>            S: 250 2.1.5 Ok",
         "                   expected 550 or 554, got 250 2.1.5 Ok",
         "      step 4 (RSET) line 18: skipped (when: false)",
+        "      outside the steps",
     ]
+    assert len(out.getvalue().splitlines()) == 2 + 6 + len(old.transcript)
 
 
 def test_verbose_without_steps_shows_the_transcript():
