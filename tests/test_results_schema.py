@@ -94,7 +94,8 @@ def test_schema_matches_dataclass_fields(schema: dict[str, Any], name: str, cls:
 # Properties added after the first release of format 1: optional, so older files stay valid.
 ADDED_IN_FORMAT_1 = {
     "RunResult": {"incomplete"},
-    "ScenarioResult": {"internal_error", "warnings"},
+    "ScenarioResult": {"internal_error", "warnings", "remediation"},
+    "TranscriptEntry": {"step"},
     "StepResult": {"file", "included_from"},
 }
 
