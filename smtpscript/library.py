@@ -81,7 +81,7 @@ class Library:
     def none(cls, cwd: Path | None = None) -> Library:
         """No config: scenarios/ under the working directory, no named targets."""
         root = cwd or Path.cwd()
-        return cls(path=None, root=root, paths=tuple(Path(p) for p in DEFAULT_PATHS))
+        return cls(path=None, root=root, paths=tuple(root / p for p in DEFAULT_PATHS))
 
     @property
     def state_dir(self) -> Path:

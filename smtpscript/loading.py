@@ -416,7 +416,7 @@ class _Builder:
         steps = inner.steps(doc.data["steps"], ("steps",))
         self.problems += inner.problems
         defaults = dict(doc.data.get("vars") or {})
-        return m.Group(source=doc.file, steps=steps, with_vars={**defaults, **with_vars})
+        return m.Group(source=doc.file, steps=steps, with_vars=dict(with_vars), defaults=defaults)
 
 
 def expectation(data: dict[str, Any]) -> m.Expectation:

@@ -131,11 +131,14 @@ class Pipeline:
 
 @dataclass(frozen=True)
 class Group:
-    """An included fragment: its steps run with ``with`` vars layered on top."""
+    """An included fragment: its steps run with ``with`` vars layered over the scenario's
+    names (--var and --vars-file still win) and the fragment's own ``vars`` under them
+    (defaults for what nobody set)."""
 
     source: str
     steps: tuple[Step, ...]
     with_vars: dict[str, Any] = field(default_factory=dict)
+    defaults: dict[str, Any] = field(default_factory=dict)
 
 
 # A step's action: the model of one of the modules in smtpscript/actions (found by its

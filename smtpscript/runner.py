@@ -122,6 +122,8 @@ class ScenarioRun:
             "target": self._target_info(),
         }
         self.scope: ChainMap[str, Any] = ChainMap(self.variables, self.builtins)
+        # names the command line sets (--var, --vars-file): an include's with: cannot hide them
+        self.pinned = set(options.overrides).union(*(lay.values for lay in options.override_layers))
 
     # --- the scenario --------------------------------------------------------------
 
@@ -349,17 +351,24 @@ class ScenarioRun:
         return self._finish(record, "passed", None)
 
     async def _run_group(self, step: m.Step, group: m.Group) -> bool:
+        """An include: ``with`` over the scenario's names (but under --var and --vars-file,
+        the highest layers), the fragment's own vars under everything, as defaults."""
+        given = {k: v for k, v in group.with_vars.items() if k not in self.pinned}
+        defaults: dict[str, Any] = {}
+        self.scope.maps.insert(0, given)
+        self.scope.maps.insert(len(self.scope.maps) - 1, defaults)  # just above the builtins
         try:
-            rendered = {
-                k: self.render(v) if isinstance(v, str) else v for k, v in group.with_vars.items()
-            }
-        except Exception as exc:
-            return self._fail_before(step, f"with: {self._explain(exc)}")
-        self.scope.maps.insert(0, rendered)
-        try:
+            try:
+                for layer, values in ((given, given), (defaults, group.defaults)):
+                    for name, value in values.items():
+                        if layer is defaults and name in self.scope:
+                            continue
+                        layer[name] = self.render(value) if isinstance(value, str) else value
+            except Exception as exc:
+                return self._fail_before(step, f"with: {self._explain(exc)}")
             return await self._run_steps(group.steps)
         finally:
-            self.scope.maps.pop(0)
+            self.scope.maps = [m for m in self.scope.maps if m is not given and m is not defaults]
 
     async def _implicit_connect(self, before: m.Step) -> bool:
         step = m.Step(
@@ -473,7 +482,7 @@ class ScenarioRun:
         t0 = time.monotonic()
         if self.session.is_open:
             # the reply is this step's, even if its bytes came in an earlier step's read
-            held = self.session._parser.held_bytes
+            held = self.session.held_bytes
             self.marks.append(transcript.reply_mark(self.events, held, record.result.index))
             reply: Reply | Closed = await self.session.read_reply(self.timeout(step))
         else:

@@ -215,6 +215,12 @@ class Session:
                 count += len(reply.raw)
         return count + self._parser.buffered
 
+    @property
+    def held_bytes(self) -> int:
+        """Received (and in the events) but not yet taken by a read: where the next reply
+        starts, counted back from the end of what came."""
+        return self._parser.held_bytes
+
     def unread_bytes(self) -> int:
         """Bytes the server sent that no read has taken yet (nothing is consumed)."""
         waiting = len(self._reader._buffer) if self._reader is not None else 0

@@ -57,7 +57,7 @@ def test_the_config_is_found_by_walking_up(tmp_path):
 def test_without_a_config_the_library_is_scenarios_under_the_working_directory(tmp_path):
     library = load_library(cwd=tmp_path)
     assert library.path is None and library.targets == {}
-    assert library.paths == (Path("scenarios"),)
+    assert library.paths == (tmp_path / "scenarios",)
 
 
 def test_no_path_no_config_no_scenarios_folder_is_a_usage_error_not_a_scan(

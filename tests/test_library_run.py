@@ -477,3 +477,30 @@ def test_a_broken_last_failed_file_is_one_clear_line(tmp_path, capsys, monkeypat
     assert json.loads((tmp_path / ".smtpscript" / "lastfailed.json").read_text()) == {
         "failed": []
     }
+
+
+def test_inside_an_include_var_beats_with_which_beats_scenario_vars_which_beat_defaults(
+    tmp_path,
+):
+    write(
+        tmp_path / "scenarios" / "fragments" / "probe.yaml",
+        """
+        smtpscript: 1
+        fragment: true
+        vars: {a: fragment, b: fragment, c: fragment, d: fragment}
+        steps:
+          - send: "NOOP {{ a }} {{ b }} {{ c }} {{ d }}"
+        """,
+    )
+    scenario(
+        tmp_path / "scenarios",
+        "s",
+        "- include: fragments/probe.yaml\n  with: {a: with, b: with}",
+        vars={"a": "scenario", "b": "scenario", "c": "scenario"},
+    )
+    request = RunRequest(targets=["sandbox"], variables={"a": "cli"}, environ={})
+    outcome = run_request(request, load_library(cwd=tmp_path))
+    (result,) = outcome.run.scenarios
+    assert result.verdict == "passed", result.reason
+    noop = next(step for step in result.steps if step.kind == "send")
+    assert noop.sent == ["NOOP cli with scenario fragment"]

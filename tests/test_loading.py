@@ -265,7 +265,9 @@ def test_include_becomes_a_group_with_layered_vars(scenario):
     group = scenario.steps[0].action
     assert isinstance(group, m.Group)
     assert group.source == "fragments/greet.yaml"
-    assert group.with_vars == {"helo": "me.example.org", "port": 25}  # with wins over defaults
+    assert group.with_vars == {"helo": "me.example.org"}
+    # the fragment's own vars: defaults under everything the scenario and the run set
+    assert group.defaults == {"helo": "default.example.org", "port": 25}
     connect, ehlo = group.steps
     assert connect.action == Connect(m.Endpoint())
     assert connect.expect.codes == CodePattern(("220",))
