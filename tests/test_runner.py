@@ -741,3 +741,9 @@ def test_cr_lf_from_a_var_into_a_header_is_refused(tmp_path, target, sandbox):
     assert not any(b"header injection probe" in m.data for m in sandbox.messages)
     assert "DATA" not in sent(result)  # refused before the server was told to expect a message
     assert sent(result)[-1] == "QUIT"
+
+
+def test_a_reply_or_closed_expectation_names_both_when_neither_came(tmp_path, target):
+    result = run_yaml(tmp_path, "steps:\n  - send: NOOP\n    expect: [221, closed]\n", target)
+    assert result.verdict == "failed"
+    assert result.steps[-1].message.startswith("expected 221 or closed, got 250")
