@@ -86,10 +86,20 @@ def capture(patterns: tuple[tuple[str, str], ...], text: str) -> tuple[dict[str,
     return values, None
 
 
-def check_tls(expect: TlsExpectation, facts: TlsFacts | None) -> str | None:
+def check_tls(
+    expect: TlsExpectation, facts: TlsFacts | None, days_left: int | None = None
+) -> str | None:
+    """The TLS facts against the expectation; ``days_left``: expect.days_left rendered."""
+    if expect.established is False:
+        if facts is None:
+            return None
+        return (
+            f"expected the server to refuse the TLS handshake, got {facts.version} ({facts.cipher})"
+        )
     if facts is None:
         return "expected a TLS session, got none"
     problems = []
+    days = days_left if days_left is not None else expect.days_left
     if expect.min_version and not version_at_least(facts.version, expect.min_version):
         problems.append(f"expected TLS {expect.min_version} or newer, got {facts.version}")
     if expect.verified is not None and facts.verified != expect.verified:
@@ -97,11 +107,9 @@ def check_tls(expect: TlsExpectation, facts: TlsFacts | None) -> str | None:
         problems.append(
             f"expected the certificate {'' if expect.verified else 'not '}to verify, got {state}"
         )
-    if expect.days_left is not None and (
-        facts.days_left is None or facts.days_left < expect.days_left
-    ):
+    if isinstance(days, int) and (facts.days_left is None or facts.days_left < days):
         problems.append(
-            f"expected the certificate valid for at least {expect.days_left} more "
+            f"expected the certificate valid for at least {days} more "
             f"days, got {facts.days_left} (expires {facts.not_after})"
         )
     if expect.name_matches is not None and facts.name_matches != expect.name_matches:

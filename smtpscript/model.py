@@ -41,6 +41,7 @@ class TlsOptions:
     server_name: str | None = None
     ca_file: str | None = None
     min_version: str | None = None
+    max_version: str | None = None
     client_cert: str | None = None
     client_key: str | None = None
 
@@ -105,8 +106,9 @@ class TlsExpectation:
 
     min_version: str | None = None
     verified: bool | None = None
-    days_left: int | None = None
+    days_left: int | str | None = None  # a number, or a template giving one ("{{ min_days }}")
     name_matches: bool | None = None
+    established: bool | None = None  # False: the handshake must fail (an old version refused)
 
 
 @dataclass(frozen=True)
@@ -216,7 +218,15 @@ class Target:
 
 def tls_options_from(data: dict[str, Any]) -> TlsOptions:
     """TLS options from their validated YAML mapping."""
-    keys = ("verify", "server_name", "ca_file", "min_version", "client_cert", "client_key")
+    keys = (
+        "verify",
+        "server_name",
+        "ca_file",
+        "min_version",
+        "max_version",
+        "client_cert",
+        "client_key",
+    )
     return TlsOptions(**{k: data[k] for k in keys if k in data})
 
 

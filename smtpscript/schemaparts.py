@@ -42,6 +42,11 @@ TLS_OPTIONS = {
         "enum": ["TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3"],
         "description": "Lowest TLS version the client will negotiate.",
     },
+    "max_version": {
+        "enum": ["TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3"],
+        "description": "Highest TLS version the client will offer (TLSv1.1: does the server "
+        "still accept a deprecated version?).",
+    },
     "client_cert": {"type": "string", "description": "PEM client certificate to present."},
     "client_key": {"type": "string", "description": "PEM private key of client_cert."},
 }

@@ -185,6 +185,15 @@ class _StepChecker:
         if "tls" in step and action not in TLS_ACTIONS:
             steps = " or ".join(TLS_ACTIONS)
             self.add((*path, "tls"), f"a 'tls' expectation needs a {steps} step", key=True)
+        tls = step.get("tls")
+        if isinstance(tls, dict) and isinstance(tls.get("days_left"), str):
+            self.template(tls["days_left"], (*path, "tls", "days_left"))
+        if isinstance(tls, dict) and tls.get("established") is False and action != "starttls":
+            self.add(
+                (*path, "tls", "established"),
+                "'established: false' is judged on a starttls step (a refused implicit-TLS "
+                "connect is an error)",
+            )
         if action == "pipeline" and isinstance(step.get("pipeline"), list):
             for i, inner in enumerate(step["pipeline"]):
                 self._step(inner, (*path, "pipeline", i))

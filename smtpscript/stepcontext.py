@@ -12,8 +12,9 @@ from typing import TYPE_CHECKING, Any
 from smtpscript import expectations
 from smtpscript import model as m
 from smtpscript.actions import default_expect
-from smtpscript.expectations import StepFailed
+from smtpscript.expectations import StepError, StepFailed
 from smtpscript.patterns import CodePattern
+from smtpscript.session import ConnectError
 from smtpscript.tlsinfo import make_context
 
 if TYPE_CHECKING:
@@ -68,8 +69,17 @@ class RunStepContext:
         session = self._run.session
         assert session is not None
         server_name = options.server_name or self.render(self.base_endpoint.host or "")
+        refusal_expected = self.step.expect.tls and self.step.expect.tls.established is False
         try:
             await session.starttls(make_context(options), server_name, self._run.timeout(self.step))
+        except ConnectError as exc:
+            if not refusal_expected or exc.verify_failed:
+                raise
+            # what the step asked for: the server would not speak this TLS; nothing more can
+            # be said on this connection
+            session.note(f"TLS handshake refused, as expected: {exc}")
+            await session.close()
+            return
         finally:
             if session.injected:
                 self.violation(
@@ -81,8 +91,15 @@ class RunStepContext:
 
     def check_tls(self) -> None:
         session = self._run.session
-        if self.step.expect.tls and session is not None:
-            problem = expectations.check_tls(self.step.expect.tls, session.tls)
+        expect = self.step.expect.tls
+        if expect and session is not None:
+            days = expect.days_left
+            if isinstance(days, str):  # a template: rendered now, a whole number expected
+                text = self.render(days).strip()
+                if not (text.isascii() and text.isdigit()):
+                    raise StepError(f"tls.days_left: {text!r} is not a whole number of days")
+                days = int(text)
+            problem = expectations.check_tls(expect, session.tls, days)
             if problem:
                 raise StepFailed(problem)
 

@@ -11,6 +11,7 @@ import datetime as dt
 import ipaddress
 import os
 import ssl
+import warnings
 from collections.abc import Iterator
 
 from smtpscript.model import TlsOptions
@@ -33,10 +34,18 @@ def make_context(options: TlsOptions) -> ssl.SSLContext:
     if not verify:
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
-    if options.min_version:
-        if options.min_version in ("TLSv1", "TLSv1.1"):
-            context.set_ciphers("DEFAULT:@SECLEVEL=0")  # auditors may need to talk to old servers
-        context.minimum_version = TLS_VERSIONS[options.min_version]
+    old = ("TLSv1", "TLSv1.1")
+    if options.min_version in old or options.max_version in old:
+        # auditors talk to old servers, and ask new ones whether they still accept old TLS
+        context.set_ciphers("DEFAULT:@SECLEVEL=0")
+    with warnings.catch_warnings():  # ssl deprecates TLSv1 and TLSv1.1: that is the point
+        warnings.simplefilter("ignore", DeprecationWarning)
+        if options.max_version in old:
+            context.minimum_version = TLS_VERSIONS["TLSv1"]
+        if options.min_version:
+            context.minimum_version = TLS_VERSIONS[options.min_version]
+        if options.max_version:
+            context.maximum_version = TLS_VERSIONS[options.max_version]
     if options.client_cert:
         with _naming(options.client_cert, options.client_key):
             context.load_cert_chain(options.client_cert, options.client_key)

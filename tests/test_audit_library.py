@@ -270,6 +270,9 @@ POSTFIX_FINDINGS = {
     # RCPT TO:<Postmaster> (no domain) -> 250, but postfix.test is a virtual mailbox domain
     # without a postmaster entry: RCPT TO:<postmaster@postfix.test> -> 550 5.1.1
     "hygiene/postmaster.yaml",
+    # smtpd_tls_protocols left at Debian's default (!SSLv2, !SSLv3): a client offering at
+    # most TLS 1.1 gets "TLS established: TLSv1.1 ECDHE-RSA-AES256-SHA"
+    "tls/old-tls-refused.yaml",
 }
 
 

@@ -92,7 +92,9 @@ def _before_recap(out: str) -> list[str]:
 
 def test_unreachable_host_is_one_clear_line(capsys):
     port = closed_port()
-    status, out, err = cli(capsys, "run", SCENARIOS / "relay" / "no-open-relay.yaml", "-t", f"127.0.0.1:{port}")
+    status, out, err = cli(
+        capsys, "run", SCENARIOS / "relay" / "no-open-relay.yaml", "-t", f"127.0.0.1:{port}"
+    )
     assert status == 1
     assert out.splitlines()[0].startswith(f"ERROR 127.0.0.1:{port}  Refuses to relay")
     problem = [line for line in _before_recap(out) if "refused" in line]
@@ -105,7 +107,9 @@ def test_unreachable_host_is_one_clear_line(capsys):
 
 def test_dns_failure_is_one_clear_line(capsys):
     started = time.monotonic()
-    status, out, _ = cli(capsys, "run", SCENARIOS / "relay" / "no-open-relay.yaml", "-t", "nonexistent.invalid:2525")
+    status, out, _ = cli(
+        capsys, "run", SCENARIOS / "relay" / "no-open-relay.yaml", "-t", "nonexistent.invalid:2525"
+    )
     assert status == 1
     problem = [line for line in _before_recap(out) if "resolve" in line]
     assert len(problem) == 1
@@ -156,7 +160,14 @@ def test_json_results_are_written_and_read_back(capsys, tmp_path):
     failing = scenario(tmp_path, RCPT_ALICE, name="failing.yaml")
     out_file = tmp_path / "results.json"
     status, _, _ = cli(
-        capsys, "run", SCENARIOS / "relay" / "no-open-relay.yaml", failing, "-t", "sandbox", "--json", out_file
+        capsys,
+        "run",
+        SCENARIOS / "relay" / "no-open-relay.yaml",
+        failing,
+        "-t",
+        "sandbox",
+        "--json",
+        out_file,
     )
     assert status == 1
     data = json.loads(out_file.read_text(encoding="utf-8"))

@@ -207,3 +207,67 @@ def test_cli_ca_file_must_exist(tmp_path, capsys):
     missing = tmp_path / "nope.pem"
     assert run_cli(["run", scenario, "-t", "127.0.0.1:1", "--ca-file", str(missing)]) == 2
     assert capsys.readouterr().err == f"smtpscript: error: --ca-file {missing}: no such file\n"
+
+
+def _run_text(tmp_path, body: str, target: Target):  # type: ignore[no-untyped-def]
+    path = write(tmp_path, "smtpscript: 1\ntitle: tls check\n" + body.lstrip("\n"))
+    return run_file(path, target)
+
+
+OLD_TLS = """
+steps:
+  - connect: {{}}
+  - ehlo: client.example.org
+  - starttls:
+      verify: false
+      max_version: {version}
+    tls:
+      established: false
+"""
+
+
+def test_old_tls_refused_passes_when_the_server_refuses_it(tmp_path, sandbox_target):
+    result = _run_text(tmp_path, OLD_TLS.format(version="TLSv1.1"), sandbox_target)
+    assert result.verdict == "passed", result.reason
+    assert any("TLS handshake refused, as expected" in e.text for e in result.transcript)
+
+
+def test_old_tls_refused_fails_when_the_handshake_succeeds(tmp_path, sandbox_target):
+    result = _run_text(tmp_path, OLD_TLS.format(version="TLSv1.2"), sandbox_target)
+    assert result.verdict == "failed"
+    assert "expected the server to refuse the TLS handshake, got TLSv1.2" in result.reason
+
+
+@pytest.mark.parametrize(
+    ("days", "verdict", "words"),
+    [
+        ("1", "passed", None),
+        ("100000", "failed", "at least 100000 more days"),
+        ("soon", "error", "'soon' is not a whole number of days"),
+    ],
+)
+def test_days_left_may_be_a_template(tmp_path, sandbox_target, days, verdict, words):
+    text = (
+        "vars:\n  min_days: '" + days + "'\nsteps:\n  - connect: {}\n  - ehlo: c.example.org\n"
+        "  - starttls: {}\n    tls:\n      days_left: '{{ min_days }}'\n"
+    )
+    result = _run_text(tmp_path, text, sandbox_target)
+    assert result.verdict == verdict, result.reason
+    if words:
+        assert words in result.reason
+
+
+def test_tls_templates_and_established_are_validated(tmp_path):
+    from smtpscript.loading import load_paths
+
+    path = write(
+        tmp_path,
+        "smtpscript: 1\ntitle: t\nsteps:\n  - connect: {}\n    tls:\n      established: false\n"
+        "  - starttls: {}\n    tls:\n      days_left: '{{ nope }}'\n",
+    )
+    problems = [str(p) for p in load_paths([path]).problems]
+    assert any(
+        "steps[0].tls.established: 'established: false' is judged on a starttls" in p
+        for p in problems
+    ), problems
+    assert any("steps[1].tls.days_left: undefined variable 'nope'" in p for p in problems)

@@ -32,9 +32,17 @@ TLS_EXPECT = obj(
             "description": "true: the certificate must verify; false: it must not.",
         },
         "days_left": {
-            "type": "integer",
-            "minimum": 0,
-            "description": "The certificate must stay valid at least this many more days.",
+            "anyOf": [
+                {"type": "integer", "minimum": 0},
+                {"type": "string", "minLength": 1},
+            ],
+            "description": "The certificate must stay valid at least this many more days: a "
+            "number, or a template giving one ('{{ min_days }}').",
+        },
+        "established": {
+            "type": "boolean",
+            "description": "false: the TLS handshake must fail (with max_version TLSv1.1: the "
+            "server refuses deprecated TLS); a handshake that succeeds is the failure.",
         },
         "name_matches": {
             "type": "boolean",
