@@ -172,7 +172,10 @@ class ScenarioRun:
         try:
             self._init_vars()
             if self.scenario.when is not None and not self._when(self.scenario.when):
-                return "skipped", f"when: {self.scenario.when} is false"
+                why = f"when: {self.scenario.when} is false"
+                if self.scenario.skip_reason:
+                    why = f"{self.scenario.skip_reason} ({why})"
+                return "skipped", why
             if not self.base_endpoint.host:
                 return "error", "no target host: pass --target HOST[:PORT] or 'sandbox'"
             await self._run_steps(self.scenario.steps)

@@ -747,3 +747,10 @@ def test_a_reply_or_closed_expectation_names_both_when_neither_came(tmp_path, ta
     result = run_yaml(tmp_path, "steps:\n  - send: NOOP\n    expect: [221, closed]\n", target)
     assert result.verdict == "failed"
     assert result.steps[-1].message.startswith("expected 221 or closed, got 250")
+
+
+def test_a_skip_says_why_in_words_when_the_scenario_does(tmp_path, target):
+    body = "when: \"1 == 2\"\nskip_reason: 'not configured: set X'\nsteps:\n  - send: NOOP\n"
+    result = run_yaml(tmp_path, body, target)
+    assert result.verdict == "skipped"
+    assert result.reason == "not configured: set X (when: 1 == 2 is false)"

@@ -223,6 +223,13 @@ SCENARIO = {
             "scenario.",
             "examples": ["env.SMTP_PASSWORD is defined"],
         },
+        "skip_reason": {
+            "type": "string",
+            "minLength": 1,
+            "description": "Why the scenario is skipped when 'when' is false, in words for "
+            "the reports (e.g. 'not configured: set SMTP_USER and SMTP_PASSWORD').",
+            "examples": ["not configured: set SMTP_USER and SMTP_PASSWORD"],
+        },
     },
     "$defs": {"step": STEP, "pipelined_step": PIPELINED},
 }
