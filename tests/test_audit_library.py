@@ -34,12 +34,15 @@ RELAY_VARIANTS = sorted(
     p.name for p in (SCENARIOS / "relay").glob("*.yaml") if p.name != "relay-after-auth.yaml"
 )
 SMUGGLING = sorted(p.name for p in (SCENARIOS / "smuggling").glob("*.yaml"))
-# Skipped on the sandbox, and why (the `when:` that is false): run on purpose only.
+# Skipped on the sandbox, and why (skip_reason, then the `when:` that is false): run on
+# purpose only.
 SKIPPED_ON_SANDBOX = {
-    "extensions/proxy-protocol.yaml": "when: proxy_listener | string | lower in "
-    "('true', 'yes', '1') is false",
-    "enumeration/rcpt.yaml": "when: check_rcpt_enumeration | string | lower in "
-    "('yes', 'true', '1') is false",
+    "extensions/proxy-protocol.yaml": "not configured: pass --var proxy_listener=yes for a "
+    "listener that expects the PROXY protocol (when: proxy_listener | string | lower in "
+    "('true', 'yes', '1') is false)",
+    "enumeration/rcpt.yaml": "opt-in: pass --var check_rcpt_enumeration=yes where the server "
+    "is configured to check recipients (when: check_rcpt_enumeration | string | lower in "
+    "('yes', 'true', '1') is false)",
 }
 SEVERITIES = set(m.SEVERITIES)
 FOLDERS = ("auth", "basics", "enumeration", "extensions", "hygiene", "relay", "smuggling", "tls")
