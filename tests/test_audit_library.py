@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from audit_helpers import RELAY_VARIANTS, SMUGGLING, check_key, step_named, verdicts
 from scenario_helpers import REPO, SCENARIOS, explain
 
 from smtpscript import model as m
@@ -30,10 +31,6 @@ from smtpscript.runner import RunOptions, run
 from smtpscript.sandbox import Sandbox, SandboxConfig
 from smtpscript.targets import sandbox_target
 
-RELAY_VARIANTS = sorted(
-    p.name for p in (SCENARIOS / "relay").glob("*.yaml") if p.name != "relay-after-auth.yaml"
-)
-SMUGGLING = sorted(p.name for p in (SCENARIOS / "smuggling").glob("*.yaml"))
 # Skipped on the sandbox, and why (skip_reason, then the `when:` that is false): run on
 # purpose only.
 SKIPPED_ON_SANDBOX = {
@@ -48,11 +45,6 @@ SEVERITIES = set(m.SEVERITIES)
 FOLDERS = ("auth", "basics", "enumeration", "extensions", "hygiene", "relay", "smuggling", "tls")
 
 
-def _key(result: ScenarioResult) -> str:
-    """The scenario's path below scenarios/, e.g. relay/bang-path.yaml."""
-    return Path(result.file).resolve().relative_to(SCENARIOS).as_posix()
-
-
 def run_library(
     target: Target, environ: dict[str, str] | None = None, **overrides: Any
 ) -> dict[str, ScenarioResult]:
@@ -60,15 +52,7 @@ def run_library(
     assert not loaded.problems, [str(p) for p in loaded.problems]
     options = RunOptions(overrides=dict(overrides), environ=environ or {}, concurrency=8)
     results = run(loaded.scenarios, [target], options).scenarios
-    return {_key(r): r for r in results}
-
-
-def verdicts(results: dict[str, ScenarioResult]) -> dict[str, str]:
-    return {name: r.verdict for name, r in results.items()}
-
-
-def step_named(result: ScenarioResult, start: str):  # type: ignore[no-untyped-def]
-    return next(s for s in result.steps if s.name.startswith(start))
+    return {check_key(r): r for r in results}
 
 
 # --- the library itself ----------------------------------------------------------------
@@ -131,7 +115,7 @@ def test_the_readme_quick_start_passes_against_the_sandbox(monkeypatch):
     monkeypatch.chdir(REPO)
     outcome = run_paths(["scenarios/"], targets=["sandbox"], environ={})
     assert not outcome.problems and not outcome.failed()
-    results = {_key(r): r for r in outcome.run.scenarios}
+    results = {check_key(r): r for r in outcome.run.scenarios}
     assert len(results) == len(load_paths([SCENARIOS]).scenarios)
     skipped = {k: r.reason for k, r in results.items() if r.verdict == "skipped"}
     assert skipped == SKIPPED_ON_SANDBOX
