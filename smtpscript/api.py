@@ -17,7 +17,7 @@ from smtpscript.results import RunResult, ScenarioResult
 if TYPE_CHECKING:  # imported where used: `report` needs none of them
     from smtpscript.console import ConsoleView
     from smtpscript.library import Library, TargetSpec
-    from smtpscript.selection import LastFailed, Selection
+    from smtpscript.selection import LastFailed, Selection, Shard
 
 
 @dataclass
@@ -75,6 +75,7 @@ class RunRequest:
     ca_file: Path | None = None
     exitfirst: bool = False
     environ: Mapping[str, str] | None = None  # default: os.environ
+    shard: Shard | None = None  # --shard I/N: this job's share of the scenario x target pairs
 
 
 def run_paths(
@@ -143,6 +144,8 @@ def run_request(
         if request.last_failed:
             pairs, note = _last_failed_pairs(pairs, memory)
             warnings.append(note)
+        if request.shard is not None:
+            pairs = [(s, t) for s, t in pairs if request.shard.holds(s.file, t.name)]
         if view:
             view.start(len(pairs))
         try:

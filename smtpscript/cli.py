@@ -368,6 +368,15 @@ def run(
     exitfirst: Annotated[
         bool, typer.Option("--exitfirst", "-x", help="Start no new run after a failure.")
     ] = False,
+    shard: Annotated[
+        str | None,
+        typer.Option(
+            "--shard",
+            metavar="I/N",
+            help="Run job I's stable share of N (scenario x target pairs by hash); "
+            "'smtpscript report shard-*.json' merges the jobs' results.",
+        ),
+    ] = None,
     jobs: Annotated[
         int | None,
         typer.Option("--jobs", "-j", min=1, max=512, help="Scenario runs at once (default 4)."),
@@ -423,7 +432,7 @@ def run(
     """
     from smtpscript.api import RunRequest, check_report_paths, run_request, write_reports
     from smtpscript.console import ConsoleView, colour_wanted
-    from smtpscript.selection import Selection
+    from smtpscript.selection import Selection, Shard
 
     library = _library(config)
     defaults = library.defaults
@@ -452,6 +461,7 @@ def run(
         max_connections=max_connections,
         ca_file=ca_file,
         exitfirst=exitfirst,
+        shard=Shard.parse(shard) if shard is not None else None,
     )
     threshold = fail_on.value if fail_on else defaults.fail_on or "info"
     view = ConsoleView(

@@ -8,6 +8,7 @@ previous run in ``.smtpscript/lastfailed.json`` next to the library config.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -130,6 +131,38 @@ class _Parser:
             return parse()
         finally:
             self.depth -= 1
+
+
+# --- --shard I/N ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Shard:
+    """Run I of N: the (scenario, target) pairs whose hash falls to it. The hash reads only
+    the scenario id and the target name, so adding, removing or reordering files moves no
+    other pair from shard to shard, and N jobs together run each pair exactly once."""
+
+    index: int  # 1-based, as people count CI jobs
+    count: int
+
+    @classmethod
+    def parse(cls, text: str) -> Shard:
+        first, sep, second = text.partition("/")
+        if not (
+            sep and first.isascii() and first.isdigit() and second.isascii() and second.isdigit()
+        ):
+            raise ConfigError(f"--shard {text!r}: expected I/N, e.g. 2/5")
+        index, count = int(first), int(second)
+        if not 1 <= index <= count <= 10_000:
+            raise ConfigError(f"--shard {text}: I must be from 1 to N (N at most 10000)")
+        return cls(index, count)
+
+    def holds(self, scenario_id: str, target: str) -> bool:
+        digest = hashlib.sha256(f"{scenario_id}\0{target}".encode("utf-8", "surrogatepass"))
+        return int.from_bytes(digest.digest()[:8], "big") % self.count == self.index - 1
+
+    def __str__(self) -> str:
+        return f"{self.index}/{self.count}"
 
 
 # --- --last-failed -------------------------------------------------------------------

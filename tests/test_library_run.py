@@ -474,9 +474,7 @@ def test_a_broken_last_failed_file_is_one_clear_line(tmp_path, capsys, monkeypat
     status, _, err = cli(capsys, "run", "-t", "sandbox", "--last-failed")
     assert status == 2 and "lastfailed.json" in err and len(err.strip().splitlines()) == 1
     assert cli(capsys, "run", "-t", "sandbox")[0] == 0  # a run without --lf repairs it
-    assert json.loads((tmp_path / ".smtpscript" / "lastfailed.json").read_text()) == {
-        "failed": []
-    }
+    assert json.loads((tmp_path / ".smtpscript" / "lastfailed.json").read_text()) == {"failed": []}
 
 
 def test_inside_an_include_var_beats_with_which_beats_scenario_vars_which_beat_defaults(
@@ -504,3 +502,40 @@ def test_inside_an_include_var_beats_with_which_beats_scenario_vars_which_beat_d
     assert result.verdict == "passed", result.reason
     noop = next(step for step in result.steps if step.kind == "send")
     assert noop.sent == ["NOOP cli with scenario fragment"]
+
+
+# --- --shard I/N ----------------------------------------------------------------------------
+
+
+def test_shards_split_the_pairs_once_each_and_stay_put_when_files_come(tmp_path):
+    from smtpscript.selection import Shard
+
+    for n in range(12):
+        scenario(tmp_path / "scenarios", f"c{n:02}", "- send: NOOP")
+    library = load_library(cwd=tmp_path)
+
+    def shares() -> list[set[tuple[str, str]]]:
+        found = []
+        for index in (1, 2, 3):
+            request = RunRequest(targets=["sandbox"], shard=Shard(index, 3), environ={})
+            outcome = run_request(request, library)
+            found.append({(r.title, r.target.name) for r in outcome.run.scenarios})
+        return found
+
+    before = shares()
+    assert sum(len(s) for s in before) == 12 and set().union(*before) == {
+        (f"c{n:02}", "sandbox") for n in range(12)
+    }
+    assert all(before), "a shard of 12 pairs over 3 jobs came out empty: the hash is off"
+    scenario(tmp_path / "scenarios", "a-new-one", "- send: NOOP")
+    after = shares()
+    for old, new in zip(before, after, strict=True):
+        assert old <= new  # nobody moved; the new pair went to exactly one shard
+    assert sum(len(s) for s in after) == 13
+
+
+@pytest.mark.parametrize("value", ["0/3", "4/3", "x", "1/", "1/0", "²/3"])
+def test_a_bad_shard_is_one_clear_line(capsys, value):
+    status, _, err = cli(capsys, "run", "scenarios", "-t", "sandbox", "--shard", value)
+    assert status == 2
+    assert err.startswith("smtpscript: error: --shard") and len(err.strip().splitlines()) == 1
