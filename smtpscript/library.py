@@ -216,6 +216,8 @@ class _Reader:
     def problem(self, path: JsonPath, message: str, *, key: bool = False) -> None:
         self.problems.append(self.doc.problem(path, message, key=key))
 
+    add = problem  # the Checker interface, for the connect action's PROXY header check
+
     def environment(self, name: str, data: dict[str, Any], path: JsonPath) -> Environment:
         targets = self.targets(data["targets"], (*path, "targets")) if "targets" in data else None
         return Environment(
@@ -255,6 +257,19 @@ class _Reader:
                     f"'{clash[0]}' goes with host, not with {kinds[0]} (write it into the address)",
                 )
                 return None
+        if "host" in data:
+            from smtpscript.targets import host_problem
+
+            problem = host_problem(data["host"])
+            if problem:
+                self.problem((*path, "host"), problem)
+                return None
+        from smtpscript.actions.connect import check_proxy
+
+        before = len(self.problems)
+        check_proxy(data.get("proxy"), (*path, "proxy"), self)
+        if len(self.problems) > before:
+            return None
         settings = dict(data)
         for key in _TLS_FILES:  # relative to the config, wherever smtpscript runs from
             if key in settings:

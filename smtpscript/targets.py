@@ -100,12 +100,20 @@ def _port(value: str, text: str) -> int:
 
 
 def _check_host(value: str, host: str) -> None:
+    problem = host_problem(host)
+    if problem:
+        raise _bad(value, problem)
+
+
+def host_problem(host: str) -> str | None:
+    """What is wrong with a host name or address (a --target's, a library target's)."""
     if not host:
-        raise _bad(value, "no host")
+        return "no host"
     if any(not char.isprintable() or char.isspace() for char in host):
-        raise _bad(value, "the host contains spaces or control characters")
+        return "the host contains spaces or control characters"
     if ":" not in host and any(char in _NOT_IN_HOST for char in host):
-        raise _bad(value, "a host name has no '/', '?', '#', '@', '[', ']' or '\\'")
+        return "a host name has no '/', '?', '#', '@', '[', ']' or '\\'"
+    return None
 
 
 def _check_ipv6(value: str, host: str) -> None:

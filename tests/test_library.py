@@ -311,3 +311,23 @@ def test_the_readme_example_config_loads(tmp_path):
     assert staging.name == "staging"
     assert set(library.targets_in(staging)) == {"mx1"}
     assert library.targets["mx1"].target.max_connections == 1
+
+
+@pytest.mark.parametrize(
+    ("target", "expected"),
+    [
+        (
+            '{host: "mx\\x1b[31m.example.com"}',
+            "targets.a.host: the host contains spaces or control",
+        ),
+        ('{host: "a b"}', "targets.a.host: the host contains spaces"),
+        ('{host: "a/b"}', "a host name has no '/'"),
+        (
+            '{host: h, proxy: {version: 1, source: x, destination: "192.0.2.1:25"}}',
+            "targets.a.proxy.source:",
+        ),
+    ],
+)
+def test_hostile_target_addresses_are_config_problems(tmp_path, target, expected):
+    found = problems_of(library_at(tmp_path, f"smtpscript: 1\ntargets:\n  a: {target}\n"))
+    assert any(expected in p for p in found), found
