@@ -21,15 +21,13 @@ setup script; tests/test_audit_servers.py proves it, reply by reply.
 
 No pytest import at module level: usable from scripts too. :func:`require_audit_server`
 is the pytest entry point: a missing server is a skip, or a failure when CI is set (as the
-``postfix`` fixture in conftest.py does).
+``postfix`` fixture in conftest.py does). Finding and probing are server_env's.
 """
 
 from __future__ import annotations
 
 import contextlib
-import os
 import re
-import shlex
 import socket
 import ssl
 import time
@@ -37,25 +35,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from server_env import LOG_WAIT, ServerSpec, listening, log_lines, log_size, read_env, require
+from server_env import in_ci as in_ci
+from server_env import is_reachable as is_reachable
+from server_env import wait_for_log as _wait_for_log
+
 ENV_PREFIX = "SMTPSCRIPT_AUDIT_"
-LOG_WAIT = 10.0  # seconds for a log line (Postfix's postlogd, Exim's mainlog) to appear
 DELIVERY_WAIT = 15.0  # seconds for Postfix to move a queued message into a Maildir
-
-
-@dataclass(frozen=True)
-class ServerSpec:
-    """Where a server's state dir is looked for, and how to start it."""
-
-    statedir_var: str
-    default_statedir: Path
-    setup: str  # the command line, with {statedir} for the state dir
-
-    def statedir(self, environ: Mapping[str, str] | None = None) -> Path:
-        env = os.environ if environ is None else environ
-        return Path(env.get(self.statedir_var) or self.default_statedir)
-
-    def hint(self, statedir: Path) -> str:
-        return "start it (as root) with: " + self.setup.format(statedir=statedir)
 
 
 SERVERS: dict[str, ServerSpec] = {
@@ -128,21 +114,11 @@ class AuditServer:
 
     def log_size(self) -> int:
         """The log's current size in bytes: pass it as ``start`` to see only newer lines."""
-        try:
-            return self.log.stat().st_size
-        except FileNotFoundError:
-            return 0
+        return log_size(self.log)
 
     def log_lines(self, start: int = 0) -> list[str]:
         """The log's complete lines from byte offset ``start``."""
-        try:
-            with self.log.open("rb") as handle:
-                handle.seek(start)
-                data = handle.read()
-        except FileNotFoundError:
-            return []
-        complete = data[: data.rfind(b"\n") + 1]  # the writer may be halfway through a line
-        return complete.decode("utf-8", "replace").splitlines()
+        return log_lines(self.log, start)
 
     def wait_for_log(
         self, pattern: str | re.Pattern[str], *, start: int = 0, timeout: float = LOG_WAIT
@@ -151,20 +127,7 @@ class AuditServer:
 
         Waits up to ``timeout`` seconds, then raises AssertionError quoting the last lines.
         """
-        regex = re.compile(pattern) if isinstance(pattern, str) else pattern
-        deadline = time.monotonic() + timeout
-        while True:
-            lines = self.log_lines(start)
-            for line in lines:
-                if match := regex.search(line):
-                    return match
-            if time.monotonic() >= deadline:
-                tail = "\n".join(lines[-15:])
-                raise AssertionError(
-                    f"no line matching {regex.pattern!r} in {self.log} after {timeout:g} s;"
-                    f" last lines:\n{tail}"
-                )
-            time.sleep(0.05)
+        return _wait_for_log(self.log, pattern, start=start, timeout=timeout)
 
     # ------------------------------------------------------------------ delivered mail
 
@@ -178,18 +141,14 @@ class AuditServer:
         self, containing: bytes, user: str = "alice", *, timeout: float = DELIVERY_WAIT
     ) -> bytes:
         """The first message in ``user``'s mailbox containing ``containing``, as stored."""
-        new = self.mailbox(user)
         deadline = time.monotonic() + timeout
         while True:
-            for path in sorted(new.glob("*")) if new.is_dir() else ():
-                try:
-                    data = path.read_bytes()
-                except FileNotFoundError:
-                    continue
-                if containing in data:
-                    return data
+            if found := self.messages_containing(containing, user):
+                return found[0]
             if time.monotonic() >= deadline:
-                raise AssertionError(f"no message containing {containing!r} in {new}")
+                raise AssertionError(
+                    f"no message containing {containing!r} in {self.mailbox(user)}"
+                )
             time.sleep(0.1)
 
     def messages_containing(self, containing: bytes, user: str = "alice") -> list[bytes]:
@@ -209,32 +168,12 @@ class AuditServer:
 # ---------------------------------------------------------------------- finding them
 
 
-def _read_env_file(path: Path) -> dict[str, str]:
-    values: dict[str, str] = {}
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError:
-        return values
-    for line in text.splitlines():
-        try:
-            tokens = shlex.split(line, comments=True)
-        except ValueError:
-            continue
-        for token in tokens:
-            key, sep, value = token.partition("=")
-            if sep and key.startswith(ENV_PREFIX):
-                values[key.removeprefix(ENV_PREFIX)] = value
-    return values
-
-
 def load_audit_server(name: str, environ: Mapping[str, str] | None = None) -> AuditServer | None:
     """The server ``name`` as its state dir's env file describes it, or None if none does.
 
     Says nothing about whether it is running: see :func:`find_audit_server`.
     """
-    spec = SERVERS[name]
-    statedir = spec.statedir(environ)
-    raw = _read_env_file(statedir / "env")
+    statedir, raw = read_env(SERVERS[name], ENV_PREFIX, environ)
     if not raw.get("HOST") or not raw.get("PORT"):
         return None
     try:
@@ -259,15 +198,6 @@ def load_audit_server(name: str, environ: Mapping[str, str] | None = None) -> Au
         return None
 
 
-def is_reachable(host: str, port: int, timeout: float = 3.0) -> bool:
-    """True when something accepts TCP connections on host:port."""
-    try:
-        with socket.create_connection((host, port), timeout=timeout):
-            return True
-    except OSError:
-        return False
-
-
 def find_audit_server(name: str) -> tuple[AuditServer | None, str]:
     """(server, "") when described and listening, else (None, why not)."""
     spec = SERVERS[name]
@@ -275,29 +205,13 @@ def find_audit_server(name: str) -> tuple[AuditServer | None, str]:
     server = load_audit_server(name)
     if server is None:
         return None, f"the {name} test server is not set up in {statedir}; {spec.hint(statedir)}"
-    if not is_reachable(server.host, server.port):
-        return None, (
-            f"the {name} test server is not answering on {server.host}:{server.port};"
-            f" {spec.hint(statedir)}"
-        )
-    return server, ""
-
-
-def in_ci() -> bool:
-    """CI is set (to anything but empty, 0, false or no): missing servers are failures."""
-    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
+    what = f"the {name} test server"
+    return listening(server, what, spec.hint(statedir), (server.host, server.port))
 
 
 def require_audit_server(name: str) -> AuditServer:
     """For fixtures: the running server, else pytest.fail under CI and pytest.skip otherwise."""
-    import pytest
-
-    server, why = find_audit_server(name)
-    if server is None:
-        if in_ci():
-            pytest.fail(f"CI is set but {why}", pytrace=False)
-        pytest.skip(why)
-    return server
+    return require(find_audit_server(name))
 
 
 # ---------------------------------------------------------------------- raw SMTP

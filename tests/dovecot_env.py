@@ -1,24 +1,21 @@
 """Where is the loopback Dovecot LMTP server? (started by ``bash tests/dovecot/setup.sh``)
 
-No pytest import: usable from scripts and benchmarks too.
-
-The description comes from the ``SMTPSCRIPT_DOVECOT_*`` environment variables, falling
-back to the ``env`` file that setup.sh writes into its state directory
-(``$SMTPSCRIPT_DOVECOT_STATEDIR``, default ``/tmp/smtpscript-dovecot``). Variables win
-over the file, key by key.
+No pytest import: usable from scripts and benchmarks too. Found like the Postfix (see
+postfix_env and server_env): the ``env`` file in ``$SMTPSCRIPT_DOVECOT_STATEDIR`` (default
+``/tmp/smtpscript-dovecot``), ``SMTPSCRIPT_DOVECOT_*`` environment variables winning.
 """
 
 from __future__ import annotations
 
-import os
-import shlex
-import socket
 from dataclasses import dataclass
 from pathlib import Path
 
+from server_env import ServerSpec, listening, read_env
+
 DEFAULT_STATEDIR = Path("/tmp/smtpscript-dovecot")
 PREFIX = "SMTPSCRIPT_DOVECOT_"
-SETUP_HINT = "start it (as root) with: bash tests/dovecot/setup.sh"
+SPEC = ServerSpec(PREFIX + "STATEDIR", DEFAULT_STATEDIR, "bash tests/dovecot/setup.sh")
+SETUP_HINT = SPEC.hint()
 
 
 @dataclass(frozen=True)
@@ -94,60 +91,26 @@ def split_message(data: bytes) -> tuple[bytes, bytes]:
     return data, b""
 
 
-def _read_env_file(path: Path) -> dict[str, str]:
-    values: dict[str, str] = {}
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError:
-        return values
-    for line in text.splitlines():
-        try:
-            tokens = shlex.split(line, comments=True)
-        except ValueError:
-            continue
-        for token in tokens:
-            key, sep, value = token.partition("=")
-            if sep and key.startswith(PREFIX):
-                values[key] = value
-    return values
-
-
 def load_dovecot_env(environ: dict[str, str] | None = None) -> dict | None:
     """The Dovecot description as a dict of DovecotServer's fields, or None if none is
     configured. Says nothing about whether the server is up: see :func:`find_dovecot`."""
-    env = os.environ if environ is None else environ
-    statedir = Path(env.get(PREFIX + "STATEDIR") or DEFAULT_STATEDIR)
-    raw = _read_env_file(statedir / "env")
-    raw.update({k: v for k, v in env.items() if k.startswith(PREFIX) and v != ""})
-    if not raw.get(PREFIX + "HOST") or not raw.get(PREFIX + "LMTP_PORT"):
+    statedir, raw = read_env(SPEC, PREFIX, environ, overrides=True)
+    if not raw.get("HOST") or not raw.get("LMTP_PORT"):
         return None
     try:
         return {
-            "host": raw[PREFIX + "HOST"],
-            "port": int(raw[PREFIX + "LMTP_PORT"]),
-            "socket_path": Path(raw.get(PREFIX + "SOCKET", str(statedir / "lmtp.sock"))),
-            "hostname": raw.get(PREFIX + "HOSTNAME", "lmtp.lmtp.test"),
-            "domain": raw.get(PREFIX + "DOMAIN", "lmtp.test"),
-            "users": tuple(raw.get(PREFIX + "USERS", "alice bob").split()),
-            "full_user": raw.get(PREFIX + "FULL_USER", "full"),
-            "maildir": Path(raw.get(PREFIX + "MAILDIR", str(statedir / "mail"))),
-            "log_path": Path(raw.get(PREFIX + "LOG", str(statedir / "dovecot.log"))),
+            "host": raw["HOST"],
+            "port": int(raw["LMTP_PORT"]),
+            "socket_path": Path(raw.get("SOCKET", str(statedir / "lmtp.sock"))),
+            "hostname": raw.get("HOSTNAME", "lmtp.lmtp.test"),
+            "domain": raw.get("DOMAIN", "lmtp.test"),
+            "users": tuple(raw.get("USERS", "alice bob").split()),
+            "full_user": raw.get("FULL_USER", "full"),
+            "maildir": Path(raw.get("MAILDIR", str(statedir / "mail"))),
+            "log_path": Path(raw.get("LOG", str(statedir / "dovecot.log"))),
         }
     except ValueError:
         return None
-
-
-def _answers(sock: socket.socket, address: object, timeout: float) -> bool:
-    """True when a connection to address gets a ``220`` banner."""
-    with sock:
-        try:
-            sock.settimeout(timeout)
-            sock.connect(address)
-            banner = sock.recv(512)
-            sock.sendall(b"QUIT\r\n")
-        except OSError:
-            return False
-    return banner.startswith(b"220")
 
 
 def find_dovecot(timeout: float = 3.0) -> tuple[DovecotServer | None, str]:
@@ -156,15 +119,12 @@ def find_dovecot(timeout: float = 3.0) -> tuple[DovecotServer | None, str]:
     if values is None:
         return None, f"the loopback Dovecot LMTP is not configured; {SETUP_HINT}"
     server = DovecotServer(**values)
-    tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    if not _answers(tcp, (server.host, server.port), timeout):
-        return None, (
-            f"the loopback Dovecot LMTP is not answering on {server.host}:{server.port}; "
-            f"{SETUP_HINT}"
-        )
-    unix = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    if not _answers(unix, str(server.socket_path), timeout):
-        return None, (
-            f"the loopback Dovecot LMTP is not answering on {server.socket_path}; {SETUP_HINT}"
-        )
-    return server, ""
+    return listening(
+        server,
+        "the loopback Dovecot LMTP",
+        SETUP_HINT,
+        (server.host, server.port),
+        str(server.socket_path),
+        banner=True,
+        timeout=timeout,
+    )

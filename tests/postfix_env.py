@@ -1,30 +1,28 @@
 """Where is the loopback Postfix test server? (started by ``bash tests/postfix/setup.sh``)
 
-No pytest import: usable from scripts and benchmarks too.
-
-The description comes from the ``SMTPSCRIPT_POSTFIX_*`` environment variables, falling
-back to the ``env`` file that setup.sh writes into its state directory
-(``$SMTPSCRIPT_POSTFIX_STATEDIR``, default ``/tmp/smtpscript-postfix``). Variables win
-over the file, key by key.
+No pytest import: usable from scripts and benchmarks too. The description is the ``env``
+file setup.sh writes into its state directory (``$SMTPSCRIPT_POSTFIX_STATEDIR``, default
+``/tmp/smtpscript-postfix``), overridden key by key by ``SMTPSCRIPT_POSTFIX_*`` environment
+variables; finding and probing are server_env's.
 """
 
 from __future__ import annotations
 
 import ipaddress
-import os
 import re
-import shlex
-import socket
 import struct
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from server_env import LOG_WAIT, ServerSpec, listening, log_lines, log_size, read_env, wait_for_log
+from server_env import is_reachable as is_reachable
+
 DEFAULT_STATEDIR = Path("/tmp/smtpscript-postfix")
 PREFIX = "SMTPSCRIPT_POSTFIX_"
-SETUP_HINT = "start it (as root) with: bash tests/postfix/setup.sh"
+SPEC = ServerSpec(PREFIX + "STATEDIR", DEFAULT_STATEDIR, "bash tests/postfix/setup.sh")
+SETUP_HINT = SPEC.hint()
 DELIVERY_WAIT = 15.0  # seconds for Postfix to move a queued message into the Maildir
-LOG_WAIT = 10.0  # seconds for postlogd to write a line into the maillog
 
 _QUEUED_AS_RE = re.compile(r"queued as ([0-9A-Za-z]+)")
 
@@ -66,21 +64,11 @@ class PostfixServer:
 
     def maillog_size(self) -> int:
         """The maillog's current size in bytes: pass it as ``start`` to see only newer lines."""
-        try:
-            return self.maillog.stat().st_size
-        except FileNotFoundError:
-            return 0
+        return log_size(self.maillog)
 
     def maillog_lines(self, start: int = 0) -> list[str]:
         """The maillog's complete lines from byte offset ``start`` (see :meth:`maillog_size`)."""
-        try:
-            with self.maillog.open("rb") as log:
-                log.seek(start)
-                data = log.read()
-        except FileNotFoundError:
-            return []
-        complete = data[: data.rfind(b"\n") + 1]  # postlogd may be halfway through a line
-        return complete.decode("utf-8", "replace").splitlines()
+        return log_lines(self.maillog, start)
 
     def wait_for_maillog(
         self, pattern: str | re.Pattern[str], *, start: int = 0, timeout: float = LOG_WAIT
@@ -90,20 +78,7 @@ class PostfixServer:
         Waits up to ``timeout`` seconds (Postfix logs asynchronously), then raises
         AssertionError quoting the last lines seen.
         """
-        regex = re.compile(pattern) if isinstance(pattern, str) else pattern
-        deadline = time.monotonic() + timeout
-        while True:
-            lines = self.maillog_lines(start)
-            for line in lines:
-                if match := regex.search(line):
-                    return match
-            if time.monotonic() >= deadline:
-                tail = "\n".join(lines[-15:])
-                raise AssertionError(
-                    f"no line matching {regex.pattern!r} in {self.maillog} after {timeout:g} s;"
-                    f" last lines:\n{tail}"
-                )
-            time.sleep(0.05)
+        return wait_for_log(self.maillog, pattern, start=start, timeout=timeout)
 
     # ------------------------------------------------------------------ delivered mail
 
@@ -230,24 +205,6 @@ def proxy_v2_header(src: str, dst: str, src_port: int, dst_port: int) -> bytes:
     return PROXY_V2_SIGNATURE + bytes([0x21, family]) + struct.pack("!H", len(payload)) + payload
 
 
-def _read_env_file(path: Path) -> dict[str, str]:
-    values: dict[str, str] = {}
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError:
-        return values
-    for line in text.splitlines():
-        try:
-            tokens = shlex.split(line, comments=True)
-        except ValueError:
-            continue
-        for token in tokens:
-            key, sep, value = token.partition("=")
-            if sep and key.startswith(PREFIX):
-                values[key] = value
-    return values
-
-
 def load_postfix_env(environ: dict[str, str] | None = None) -> dict | None:
     """The Postfix description as a dict of typed values, or None if none is configured.
 
@@ -255,42 +212,29 @@ def load_postfix_env(environ: dict[str, str] | None = None) -> dict | None:
     maillog (Path), ca_file, domain, user, password, mechs (tuple of SASL mechanism names).
     An env file from an older setup.sh lacks the proxy and xclient ports: the defaults
     (10026, 10027) are assumed, and nothing listens there. Says nothing about whether the
-    server is actually up: see :func:`is_reachable`.
+    server is actually up: see :func:`find_postfix`.
     """
-    env = os.environ if environ is None else environ
-    statedir = Path(env.get(PREFIX + "STATEDIR") or DEFAULT_STATEDIR)
-    raw = _read_env_file(statedir / "env")
-    raw.update({k: v for k, v in env.items() if k.startswith(PREFIX) and v != ""})
-    if not raw.get(PREFIX + "HOST") or not raw.get(PREFIX + "PORT"):
+    statedir, raw = read_env(SPEC, PREFIX, environ, overrides=True)
+    if not raw.get("HOST") or not raw.get("PORT"):
         return None
     try:
-        port = int(raw[PREFIX + "PORT"])
         return {
-            "host": raw[PREFIX + "HOST"],
-            "port": port,
-            "smtps_port": int(raw.get(PREFIX + "SMTPS_PORT", "10465")),
-            "submission_port": int(raw.get(PREFIX + "SUBMISSION_PORT", "10587")),
-            "proxy_port": int(raw.get(PREFIX + "PROXY_PORT", "10026")),
-            "xclient_port": int(raw.get(PREFIX + "XCLIENT_PORT", "10027")),
-            "maildir": Path(raw.get(PREFIX + "MAILDIR", str(statedir / "mail"))),
-            "maillog": Path(raw.get(PREFIX + "MAILLOG", str(statedir / "maillog"))),
-            "ca_file": raw.get(PREFIX + "CA", str(statedir / "ca.pem")),
-            "domain": raw.get(PREFIX + "DOMAIN", "postfix.test"),
-            "user": raw.get(PREFIX + "USER", "alice"),
-            "password": raw.get(PREFIX + "PASSWORD", ""),
-            "mechs": tuple(raw.get(PREFIX + "MECHS", "").split()),
+            "host": raw["HOST"],
+            "port": int(raw["PORT"]),
+            "smtps_port": int(raw.get("SMTPS_PORT", "10465")),
+            "submission_port": int(raw.get("SUBMISSION_PORT", "10587")),
+            "proxy_port": int(raw.get("PROXY_PORT", "10026")),
+            "xclient_port": int(raw.get("XCLIENT_PORT", "10027")),
+            "maildir": Path(raw.get("MAILDIR", str(statedir / "mail"))),
+            "maillog": Path(raw.get("MAILLOG", str(statedir / "maillog"))),
+            "ca_file": raw.get("CA", str(statedir / "ca.pem")),
+            "domain": raw.get("DOMAIN", "postfix.test"),
+            "user": raw.get("USER", "alice"),
+            "password": raw.get("PASSWORD", ""),
+            "mechs": tuple(raw.get("MECHS", "").split()),
         }
     except ValueError:
         return None
-
-
-def is_reachable(host: str, port: int, timeout: float = 3.0) -> bool:
-    """True when something accepts TCP connections on host:port."""
-    try:
-        with socket.create_connection((host, port), timeout=timeout):
-            return True
-    except OSError:
-        return False
 
 
 def find_postfix() -> tuple[PostfixServer | None, str]:
@@ -299,8 +243,4 @@ def find_postfix() -> tuple[PostfixServer | None, str]:
     if values is None:
         return None, f"the loopback Postfix is not configured; {SETUP_HINT}"
     server = PostfixServer(**values)
-    if not is_reachable(server.host, server.port):
-        return None, (
-            f"the loopback Postfix is not answering on {server.host}:{server.port}; {SETUP_HINT}"
-        )
-    return server, ""
+    return listening(server, "the loopback Postfix", SETUP_HINT, (server.host, server.port))

@@ -26,6 +26,9 @@
 # Writes STATEDIR/env (shell syntax) describing the instance; see tests/dovecot_env.py.
 set -euo pipefail
 
+# shellcheck source=tests/servers.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../servers.sh"
+
 STATEDIR="${1:-${SMTPSCRIPT_DOVECOT_STATEDIR:-/tmp/smtpscript-dovecot}}"
 HOST=127.0.0.1
 PORT="${SMTPSCRIPT_DOVECOT_LMTP_PORT:-10024}"
@@ -36,30 +39,14 @@ FULL_USER=full
 MAIL_USER=mail
 INSTANCE=smtpscript-dovecot
 READY_TIMEOUT="${SMTPSCRIPT_DOVECOT_READY_TIMEOUT:-30}"
+LOG_TAG=dovecot-setup
+DIE_LOGS=("${STATEDIR}/dovecot.log")
 
-log() { printf 'dovecot-setup: %s\n' "$*" >&2; }
-die() {
-    log "ERROR: $*"
-    if [[ -f "${STATEDIR}/dovecot.log" ]]; then
-        log "last lines of ${STATEDIR}/dovecot.log:"
-        tail -n 30 "${STATEDIR}/dovecot.log" >&2 || true
-    fi
-    exit 1
-}
-
-[[ $(id -u) -eq 0 ]] || die "must run as root (Dovecot's master needs root to switch users)"
-for tool in dovecot doveconf python3; do
-    command -v "$tool" >/dev/null 2>&1 || die "'$tool' not found: apt-get install dovecot-core dovecot-lmtpd python3"
-done
+require_root "Dovecot's master needs root to switch users"
+require_tools "apt-get install dovecot-core dovecot-lmtpd python3" dovecot doveconf python3
 [[ -x /usr/lib/dovecot/lmtp ]] || die "/usr/lib/dovecot/lmtp not found: apt-get install dovecot-lmtpd"
-[[ "$PORT" =~ ^[0-9]+$ ]] && ((PORT > 0 && PORT < 65536)) || die "invalid port: $PORT"
-case "$STATEDIR" in
-    /*) ;;
-    *) STATEDIR="$(pwd)/${STATEDIR}" ;;
-esac
-case "$STATEDIR" in
-    *[[:space:]\"\'\$\\:%{}#]*) die "state dir must not contain spaces, quotes, '\$', '\\', ':', '%', braces or '#': $STATEDIR" ;;
-esac
+check_ports "$PORT"
+absolute_statedir "\"'\$\\:%{}#" "quotes, '\$', '\\', ':', '%', braces or '#'"
 STATEDIR="${STATEDIR%/}"
 
 CONF="${STATEDIR}/dovecot.conf"
@@ -76,25 +63,12 @@ id -u dovecot >/dev/null 2>&1 || die "no 'dovecot' user (it comes with dovecot-c
 id -u dovenull >/dev/null 2>&1 || die "no 'dovenull' user (it comes with dovecot-core)"
 
 # ---------------------------------------------------------------- stop a previous run
-master_pid() { # the pid of our running master, if any
-    local pid
-    [[ -r "${RUNDIR}/master.pid" ]] || return 1
-    pid="$(cat "${RUNDIR}/master.pid" 2>/dev/null)" || return 1
-    [[ "$pid" =~ ^[0-9]+$ ]] && kill -0 "$pid" 2>/dev/null || return 1
-    # A stale pid file may name an unrelated process by now: it must be dovecot -c our config.
-    tr '\0' ' ' <"/proc/${pid}/cmdline" 2>/dev/null | grep -qF -- " -c ${CONF} " || return 1
-    printf '%s\n' "$pid"
-}
+# Only our master: the pid in our pid file, running dovecot -c our config (a stale pid file may
+# name an unrelated process by now).
+master_pid() { daemon_pid "${RUNDIR}/master.pid" cmdline " -c ${CONF} "; }
 if pid="$(master_pid)"; then
     log "stopping the running instance (pid ${pid})"
-    kill -TERM "$pid" 2>/dev/null || true
-    for _ in $(seq 1 100); do
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.1
-    done
-    if kill -0 "$pid" 2>/dev/null; then
-        die "the running instance (pid ${pid}) did not stop"
-    fi
+    terminate "$pid" 100 || die "the running instance (pid ${pid}) did not stop"
 fi
 rm -f "$SOCKET"
 
@@ -229,34 +203,25 @@ with sock, sock.makefile("rb") as f:
 PY
 }
 wait_ready() { # description probe-args...
-    local what=$1 deadline=$((SECONDS + READY_TIMEOUT)) err=""
+    local what=$1
     shift
-    while ((SECONDS < deadline)); do
-        if err="$(probe "$@" 2>&1)"; then
-            return 0
-        fi
-        sleep 0.2
-    done
-    die "no LMTP service on ${what} after ${READY_TIMEOUT}s (last error: ${err##*$'\n'})"
+    retry_ready probe "$@" || die "no LMTP service on ${what} after ${READY_TIMEOUT}s" \
+        "(last error: ${READY_OUTPUT##*$'\n'})"
 }
 wait_ready "${HOST}:${PORT}" tcp "$HOST" "$PORT"
 wait_ready "$SOCKET" unix "$SOCKET"
 
 # ---------------------------------------------------------------- env file
-cat >"${STATEDIR}/env" <<EOF
-SMTPSCRIPT_DOVECOT_STATEDIR=${STATEDIR}
-SMTPSCRIPT_DOVECOT_HOST=${HOST}
-SMTPSCRIPT_DOVECOT_LMTP_PORT=${PORT}
-SMTPSCRIPT_DOVECOT_SOCKET=${SOCKET}
-SMTPSCRIPT_DOVECOT_HOSTNAME=${HOSTNAME_}
-SMTPSCRIPT_DOVECOT_DOMAIN=${DOMAIN}
-SMTPSCRIPT_DOVECOT_USERS="${USERS[*]}"
-SMTPSCRIPT_DOVECOT_FULL_USER=${FULL_USER}
-SMTPSCRIPT_DOVECOT_MAILDIR=${MAILBASE}
-SMTPSCRIPT_DOVECOT_LOG=${LOGFILE}
-SMTPSCRIPT_DOVECOT_CONF=${CONF}
-EOF
-chmod 0644 "${STATEDIR}/env"
-
-log "ready: lmtp ${HOST}:${PORT} and unix:${SOCKET} (pid $(master_pid || echo '?'))"
-cat "${STATEDIR}/env"
+write_env SMTPSCRIPT_DOVECOT_ \
+    "STATEDIR=${STATEDIR}" \
+    "HOST=${HOST}" \
+    "LMTP_PORT=${PORT}" \
+    "SOCKET=${SOCKET}" \
+    "HOSTNAME=${HOSTNAME_}" \
+    "DOMAIN=${DOMAIN}" \
+    "USERS=${USERS[*]}" \
+    "FULL_USER=${FULL_USER}" \
+    "MAILDIR=${MAILBASE}" \
+    "LOG=${LOGFILE}" \
+    "CONF=${CONF}"
+ready "lmtp ${HOST}:${PORT} and unix:${SOCKET} (pid $(master_pid || echo '?'))"

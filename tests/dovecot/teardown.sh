@@ -7,31 +7,19 @@
 # directory by hand (or set SMTPSCRIPT_DOVECOT_PURGE=1) to start from scratch.
 set -euo pipefail
 
+# shellcheck source=tests/servers.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../servers.sh"
+
 STATEDIR="${1:-${SMTPSCRIPT_DOVECOT_STATEDIR:-/tmp/smtpscript-dovecot}}"
-case "$STATEDIR" in
-    /*) ;;
-    *) STATEDIR="$(pwd)/${STATEDIR}" ;;
-esac
+absolute_statedir
 STATEDIR="${STATEDIR%/}"
-PIDFILE="${STATEDIR}/run/master.pid"
+LOG_TAG=dovecot-teardown
 
-log() { printf 'dovecot-teardown: %s\n' "$*" >&2; }
-
-pid=""
-if [[ -r "$PIDFILE" ]]; then
-    pid="$(cat "$PIDFILE" 2>/dev/null || true)"
-fi
 # Only the master whose pid file is ours, and only if that pid really is a dovecot master
 # started with our configuration (a stale pid file may name an unrelated process by now).
-if [[ "$pid" =~ ^[0-9]+$ ]] && kill -0 "$pid" 2>/dev/null \
-    && tr '\0' ' ' <"/proc/${pid}/cmdline" 2>/dev/null | grep -qF -- " -c ${STATEDIR}/dovecot.conf "; then
+if pid="$(daemon_pid "${STATEDIR}/run/master.pid" cmdline " -c ${STATEDIR}/dovecot.conf ")"; then
     log "stopping the instance in ${STATEDIR} (pid ${pid})"
-    kill -TERM "$pid" 2>/dev/null || true
-    for _ in $(seq 1 100); do
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.1
-    done
-    if kill -0 "$pid" 2>/dev/null; then
+    if ! terminate "$pid" 100; then
         log "pid ${pid} ignored SIGTERM for 10 s: SIGKILL"
         kill -KILL "$pid" 2>/dev/null || true
     fi
@@ -40,7 +28,5 @@ else
 fi
 rm -f "${STATEDIR}/lmtp.sock"
 
-if [[ "${SMTPSCRIPT_DOVECOT_PURGE:-0}" == 1 && -d "$STATEDIR" ]]; then
-    rm -rf -- "$STATEDIR"
-fi
+purge_statedir SMTPSCRIPT_DOVECOT_PURGE
 exit 0

@@ -33,6 +33,9 @@
 # Writes STATEDIR/env (shell syntax, SMTPSCRIPT_AUDIT_* keys); see tests/audit_servers.py.
 set -euo pipefail
 
+# shellcheck source=tests/servers.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../servers.sh"
+
 STATEDIR="${1:-${SMTPSCRIPT_EXIM_STATEDIR:-/tmp/smtpscript-exim}}"
 HOST=127.0.0.1
 PORT="${SMTPSCRIPT_EXIM_PORT:-10325}"
@@ -41,33 +44,14 @@ MYHOSTNAME="mx.${DOMAIN}"
 EXIM_USER=Debian-exim
 PACKAGES=(exim4-base exim4-config exim4-daemon-light)
 READY_TIMEOUT="${SMTPSCRIPT_EXIM_READY_TIMEOUT:-30}"
+LOG_TAG=exim-setup
+DIE_LOGS=("${STATEDIR}/log/paniclog" "${STATEDIR}/log/mainlog")
+DIE_LINES=20
 
-log() { printf 'exim-setup: %s\n' "$*" >&2; }
-die() {
-    log "ERROR: $*"
-    if [[ -f "${STATEDIR}/log/paniclog" ]]; then
-        log "${STATEDIR}/log/paniclog:"
-        tail -n 20 "${STATEDIR}/log/paniclog" >&2 || true
-    fi
-    if [[ -f "${STATEDIR}/log/mainlog" ]]; then
-        log "last lines of ${STATEDIR}/log/mainlog:"
-        tail -n 20 "${STATEDIR}/log/mainlog" >&2 || true
-    fi
-    exit 1
-}
-
-[[ $(id -u) -eq 0 ]] || die "must run as root"
-for tool in apt-get dpkg-deb openssl ldd; do
-    command -v "$tool" >/dev/null 2>&1 || die "'$tool' not found"
-done
-[[ "$PORT" =~ ^[0-9]+$ ]] || die "invalid port: $PORT"
-case "$STATEDIR" in
-    /*) ;;
-    *) STATEDIR="$(pwd)/${STATEDIR}" ;;
-esac
-case "$STATEDIR" in
-    *[[:space:]:\;\$]*) die "state dir must not contain spaces, ':', ';' or '\$': $STATEDIR" ;;
-esac
+require_root
+require_tools "" apt-get dpkg-deb openssl ldd
+check_ports "$PORT"
+absolute_statedir ":;\$" "':', ';' or '\$'"
 
 ROOT="${STATEDIR}/root"
 DEBS="${SMTPSCRIPT_EXIM_DEBS:-${STATEDIR}/debs}"
@@ -81,22 +65,9 @@ CA="${STATEDIR}/ca.pem"
 
 # ---------------------------------------------------------------- stop a previous run
 # Only a process whose executable is OUR extracted exim4 is ever signalled.
-our_daemon_pid() {
-    local pid exe
-    pid="$(cat "$PIDFILE" 2>/dev/null)" || return 1
-    [[ "$pid" =~ ^[0-9]+$ ]] || return 1
-    exe="$(readlink "/proc/${pid}/exe" 2>/dev/null)" || return 1
-    [[ "$exe" == "$EXIM" ]] || return 1
-    printf '%s\n' "$pid"
-}
-if pid="$(our_daemon_pid)"; then
+if pid="$(daemon_pid "$PIDFILE" exe "$EXIM")"; then
     log "stopping the running daemon (pid ${pid})"
-    kill -TERM "$pid" 2>/dev/null || true
-    for _ in $(seq 1 50); do
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.1
-    done
-    kill -0 "$pid" 2>/dev/null && die "the previous daemon (pid ${pid}) did not stop"
+    terminate "$pid" 50 || die "the previous daemon (pid ${pid}) did not stop"
 fi
 rm -f "$PIDFILE"
 
@@ -121,6 +92,7 @@ if ! have_debs; then
     fi
 fi
 # Extract when the root is missing or was built from other .debs (a newer download).
+# shellcheck disable=SC2012 # plain .deb file names
 stamp="$(cd "$DEBS" && ls -1 -- *.deb | sort | tr '\n' ' ')"
 if [[ ! -x "$EXIM" || "$(cat "${ROOT}/.smtpscript-debs" 2>/dev/null)" != "$stamp" ]]; then
     log "extracting into ${ROOT}"
@@ -153,43 +125,12 @@ install -d -m 0750 -o "$EXIM_USER" -g "$EXIM_USER" "$SPOOL" "$LOGDIR"
 install -d -m 0750 -o root -g "$EXIM_USER" "$TLSDIR"
 
 # ---------------------------------------------------------------- TLS: private CA + server cert
-if [[ ! -s "${TLSDIR}/server.pem" || ! -s "${TLSDIR}/server.key" || ! -s "${TLSDIR}/ca.pem" ]]; then
-    log "creating the test CA and the server certificate (${MYHOSTNAME})"
-    openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -sha256 \
-        -keyout "${TLSDIR}/ca.key" -out "${TLSDIR}/ca.pem" \
-        -subj "/O=smtpscript tests/CN=smtpscript exim test CA" \
-        -addext "basicConstraints=critical,CA:TRUE" \
-        -addext "keyUsage=critical,keyCertSign,cRLSign" \
-        -addext "subjectKeyIdentifier=hash" >/dev/null 2>&1 || die "openssl: CA creation failed"
-    openssl req -new -newkey rsa:2048 -nodes -sha256 \
-        -keyout "${TLSDIR}/server.key" -out "${TLSDIR}/server.csr" \
-        -subj "/O=smtpscript tests/CN=${MYHOSTNAME}" >/dev/null 2>&1 || die "openssl: CSR failed"
-    cat >"${TLSDIR}/server.ext" <<EOF
-basicConstraints = critical,CA:FALSE
-keyUsage = critical,digitalSignature,keyEncipherment
-extendedKeyUsage = serverAuth
-subjectAltName = DNS:${MYHOSTNAME},DNS:localhost,IP:127.0.0.1
-subjectKeyIdentifier = hash
-authorityKeyIdentifier = keyid
-EOF
-    openssl x509 -req -in "${TLSDIR}/server.csr" -days 825 -sha256 \
-        -CA "${TLSDIR}/ca.pem" -CAkey "${TLSDIR}/ca.key" -CAcreateserial \
-        -extfile "${TLSDIR}/server.ext" -out "${TLSDIR}/server.pem" >/dev/null 2>&1 \
-        || die "openssl: signing the server certificate failed"
-fi
-if ! openssl x509 -in "${TLSDIR}/server.pem" -noout -checkend $((60 * 86400)) >/dev/null 2>&1; then
-    log "renewing the server certificate"
-    openssl x509 -req -in "${TLSDIR}/server.csr" -days 825 -sha256 \
-        -CA "${TLSDIR}/ca.pem" -CAkey "${TLSDIR}/ca.key" -CAcreateserial \
-        -extfile "${TLSDIR}/server.ext" -out "${TLSDIR}/server.pem" >/dev/null 2>&1 \
-        || die "openssl: renewing the server certificate failed"
-fi
+server_certificate "$TLSDIR" "$MYHOSTNAME" exim 825 "$CA"
 chown root:root "${TLSDIR}/ca.key"
 chmod 0600 "${TLSDIR}/ca.key"
 # The daemon runs as Debian-exim and reads the key itself.
 chown root:"$EXIM_USER" "${TLSDIR}/server.key" "${TLSDIR}/server.pem"
 chmod 0640 "${TLSDIR}/server.key" "${TLSDIR}/server.pem"
-install -m 0644 "${TLSDIR}/ca.pem" "$CA"
 
 # ---------------------------------------------------------------- configuration
 # Exim insists that its configuration belongs to root and is not writable by others.
@@ -268,39 +209,23 @@ EXIM_VERSION="$(printf '%s\n' "$out" | sed -n 's/^Exim version \([^ ]*\).*/\1/p'
 log "starting Exim ${EXIM_VERSION} on ${HOST}:${PORT} (config ${CONF})"
 out="$("$EXIM" -C "$CONF" -bd -oX "$PORT" -oP "$PIDFILE" 2>&1)" || die "exim -bd failed: ${out}"
 
-deadline=$((SECONDS + READY_TIMEOUT))
-line=""
-while ((SECONDS < deadline)); do
-    if { exec 3<>"/dev/tcp/${HOST}/${PORT}"; } 2>/dev/null; then
-        line=""
-        IFS= read -r -t 5 line <&3 || true
-        printf 'QUIT\r\n' >&3 2>/dev/null || true
-        exec 3<&- 3>&- || true
-        [[ "$line" == 220* ]] && break
-    fi
-    sleep 0.2
-done
-[[ "$line" == 220* ]] || die "no '220' banner on ${HOST}:${PORT} after ${READY_TIMEOUT}s"
-pid="$(our_daemon_pid)" || die "no pid file ${PIDFILE} for the running daemon"
+wait_banner "$HOST" "$PORT"
+pid="$(daemon_pid "$PIDFILE" exe "$EXIM")" || die "no pid file ${PIDFILE} for the running daemon"
 
 # ---------------------------------------------------------------- env file
-cat >"${STATEDIR}/env" <<EOF
-SMTPSCRIPT_AUDIT_KIND=exim
-SMTPSCRIPT_AUDIT_PROFILE=exim
-SMTPSCRIPT_AUDIT_STATEDIR=${STATEDIR}
-SMTPSCRIPT_AUDIT_HOST=${HOST}
-SMTPSCRIPT_AUDIT_PORT=${PORT}
-SMTPSCRIPT_AUDIT_SMTPS_PORT=
-SMTPSCRIPT_AUDIT_HOSTNAME=${MYHOSTNAME}
-SMTPSCRIPT_AUDIT_DOMAIN=${DOMAIN}
-SMTPSCRIPT_AUDIT_CA=${CA}
-SMTPSCRIPT_AUDIT_USER=
-SMTPSCRIPT_AUDIT_PASSWORD=
-SMTPSCRIPT_AUDIT_MAILLOG=${LOGDIR}/mainlog
-SMTPSCRIPT_AUDIT_MAILDIR=
-SMTPSCRIPT_AUDIT_VERSION=${EXIM_VERSION}
-EOF
-chmod 0644 "${STATEDIR}/env"
-
-log "ready: Exim ${EXIM_VERSION} (pid ${pid}) smtp ${HOST}:${PORT}"
-cat "${STATEDIR}/env"
+write_env SMTPSCRIPT_AUDIT_ \
+    "KIND=exim" \
+    "PROFILE=exim" \
+    "STATEDIR=${STATEDIR}" \
+    "HOST=${HOST}" \
+    "PORT=${PORT}" \
+    "SMTPS_PORT=" \
+    "HOSTNAME=${MYHOSTNAME}" \
+    "DOMAIN=${DOMAIN}" \
+    "CA=${CA}" \
+    "USER=" \
+    "PASSWORD=" \
+    "MAILLOG=${LOGDIR}/mainlog" \
+    "MAILDIR=" \
+    "VERSION=${EXIM_VERSION}"
+ready "Exim ${EXIM_VERSION} (pid ${pid}) smtp ${HOST}:${PORT}"

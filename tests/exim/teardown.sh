@@ -10,10 +10,13 @@
 # STATEDIR as well.
 set -euo pipefail
 
+# shellcheck source=tests/servers.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../servers.sh"
+
 STATEDIR="${1:-${SMTPSCRIPT_EXIM_STATEDIR:-/tmp/smtpscript-exim}}"
 EXIM="${STATEDIR}/root/usr/sbin/exim4"
 PIDFILE="${STATEDIR}/exim.pid"
-log() { printf 'exim-teardown: %s\n' "$*" >&2; }
+LOG_TAG=exim-teardown
 
 # Our exim4 processes: the daemon and any SMTP session it forked (same executable).
 ours() {
@@ -25,14 +28,9 @@ ours() {
     return 0
 }
 
-pid="$(cat "$PIDFILE" 2>/dev/null || true)"
-if [[ "$pid" =~ ^[0-9]+$ && "$(readlink "/proc/${pid}/exe" 2>/dev/null || true)" == "$EXIM" ]]; then
+if pid="$(daemon_pid "$PIDFILE" exe "$EXIM")"; then
     log "stopping the daemon (pid ${pid})"
-    kill -TERM "$pid" 2>/dev/null || true
-    for _ in $(seq 1 50); do
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.1
-    done
+    terminate "$pid" 50 || true
 else
     log "no running daemon for ${STATEDIR}"
 fi
@@ -47,7 +45,5 @@ for child in $(ours); do
     kill -KILL "$child" 2>/dev/null || true
 done
 
-if [[ "${SMTPSCRIPT_EXIM_PURGE:-0}" == 1 && -d "$STATEDIR" ]]; then
-    rm -rf -- "$STATEDIR"
-fi
+purge_statedir SMTPSCRIPT_EXIM_PURGE
 exit 0

@@ -37,6 +37,8 @@
 #
 # Writes STATEDIR/env (shell syntax) describing the instance; see tests/postfix_env.py.
 set -euo pipefail
+# shellcheck source=tests/servers.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../servers.sh"
 
 STATEDIR="${1:-${SMTPSCRIPT_POSTFIX_STATEDIR:-/tmp/smtpscript-postfix}}"
 HOST=127.0.0.1
@@ -51,113 +53,16 @@ SASL_USER=alice
 SASL_PASSWORD=postfix-alice-pw
 MECH_LIST="PLAIN LOGIN CRAM-MD5"
 READY_TIMEOUT="${SMTPSCRIPT_POSTFIX_READY_TIMEOUT:-30}"
+LOG_TAG=postfix-setup
+DIE_LOGS=("${STATEDIR}/maillog")
 
-log() { printf 'postfix-setup: %s\n' "$*" >&2; }
-die() {
-    log "ERROR: $*"
-    if [[ -f "${STATEDIR}/maillog" ]]; then
-        log "last lines of ${STATEDIR}/maillog:"
-        tail -n 30 "${STATEDIR}/maillog" >&2 || true
-    fi
-    exit 1
-}
+postfix_require
+check_ports "$PORT" "$SMTPS_PORT" "$SUBMISSION_PORT" "$PROXY_PORT" "$XCLIENT_PORT"
+absolute_statedir ",=\$" "commas, '=' or '\$'"
+postfix_paths
 
-[[ $(id -u) -eq 0 ]] || die "must run as root (Postfix needs to start as root)"
-for tool in postfix postconf openssl saslpasswd2; do
-    command -v "$tool" >/dev/null 2>&1 || die "'$tool' not found: apt-get install postfix sasl2-bin libsasl2-modules openssl"
-done
-ALL_PORTS=("$PORT" "$SMTPS_PORT" "$SUBMISSION_PORT" "$PROXY_PORT" "$XCLIENT_PORT")
-for port in "${ALL_PORTS[@]}"; do
-    [[ "$port" =~ ^[0-9]+$ ]] || die "invalid port: $port"
-done
-[[ $(printf '%s\n' "${ALL_PORTS[@]}" | sort -u | wc -l) -eq ${#ALL_PORTS[@]} ]] \
-    || die "the ports must all differ: ${ALL_PORTS[*]}"
-case "$STATEDIR" in
-    /*) ;;
-    *) STATEDIR="$(pwd)/${STATEDIR}" ;;
-esac
-case "$STATEDIR" in
-    *[[:space:],=\$]*) die "state dir must not contain spaces, commas, '=' or '\$': $STATEDIR" ;;
-esac
-
-CONF="${STATEDIR}/config"
-# Debian's Postfix reads smtpd.conf from $config_directory/sasl/ whatever cyrus_sasl_config_path
-# says, so the SASL config lives there (and cyrus_sasl_config_path points at it too).
-SASLDIR="${CONF}/sasl"
-TLSDIR="${STATEDIR}/tls"
-MAILBASE="${STATEDIR}/mail"
-QUEUE="${STATEDIR}/queue"
-DATA="${STATEDIR}/data"
-MAILLOG="${STATEDIR}/maillog"
-SASLDB="${STATEDIR}/sasldb2"
-CA="${STATEDIR}/ca.pem"
-
-MAIL_UID="$(id -u postfix)" || die "no 'postfix' user"
-MAIL_GID="$(id -g postfix)"
-
-# ---------------------------------------------------------------- stop a previous run
-if [[ -f "${CONF}/main.cf" ]] && postfix -c "$CONF" status >/dev/null 2>&1; then
-    log "stopping the running instance (${CONF})"
-    postfix -c "$CONF" stop >/dev/null 2>&1 || true
-    for _ in $(seq 1 50); do
-        postfix -c "$CONF" status >/dev/null 2>&1 || break
-        sleep 0.1
-    done
-fi
-
-# ---------------------------------------------------------------- directories
-install -d -m 0755 -o root -g root "$STATEDIR" "$CONF" "$QUEUE"
-install -d -m 0750 -o root -g postfix "$SASLDIR"
-install -d -m 0700 -o root -g root "$TLSDIR"
-install -d -m 0700 -o postfix -g postfix "$DATA"
-install -d -m 0755 -o postfix -g postfix "$MAILBASE"
-touch "$MAILLOG"
-chmod 0644 "$MAILLOG"
-
-# ---------------------------------------------------------------- TLS: private CA + server cert
-# A tiny CA signs the server certificate: a lone self-signed cert with CA:TRUE used as a
-# server certificate is rejected by strict verifiers (Python >= 3.13 VERIFY_X509_STRICT).
-if [[ ! -s "${TLSDIR}/server.pem" || ! -s "${TLSDIR}/server.key" || ! -s "${TLSDIR}/ca.pem" ]]; then
-    log "creating the test CA and the server certificate"
-    openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -sha256 \
-        -keyout "${TLSDIR}/ca.key" -out "${TLSDIR}/ca.pem" \
-        -subj "/O=smtpscript tests/CN=smtpscript test CA" \
-        -addext "basicConstraints=critical,CA:TRUE" \
-        -addext "keyUsage=critical,keyCertSign,cRLSign" \
-        -addext "subjectKeyIdentifier=hash" >/dev/null 2>&1 || die "openssl: CA creation failed"
-    openssl req -new -newkey rsa:2048 -nodes -sha256 \
-        -keyout "${TLSDIR}/server.key" -out "${TLSDIR}/server.csr" \
-        -subj "/O=smtpscript tests/CN=${MYHOSTNAME}" >/dev/null 2>&1 || die "openssl: CSR failed"
-    cat >"${TLSDIR}/server.ext" <<EOF
-basicConstraints = critical,CA:FALSE
-keyUsage = critical,digitalSignature,keyEncipherment
-extendedKeyUsage = serverAuth
-subjectAltName = DNS:${MYHOSTNAME},DNS:localhost,IP:127.0.0.1
-subjectKeyIdentifier = hash
-authorityKeyIdentifier = keyid
-EOF
-    openssl x509 -req -in "${TLSDIR}/server.csr" -days 3650 -sha256 \
-        -CA "${TLSDIR}/ca.pem" -CAkey "${TLSDIR}/ca.key" -CAcreateserial \
-        -extfile "${TLSDIR}/server.ext" -out "${TLSDIR}/server.pem" >/dev/null 2>&1 \
-        || die "openssl: signing the server certificate failed"
-    chmod 0600 "${TLSDIR}"/*.key
-fi
-install -m 0644 "${TLSDIR}/ca.pem" "$CA"
-
-# ---------------------------------------------------------------- Cyrus SASL (sasldb)
-rm -f "$SASLDB"
-printf '%s' "$SASL_PASSWORD" | saslpasswd2 -p -c -f "$SASLDB" -u "$DOMAIN" "$SASL_USER" \
-    || die "saslpasswd2 failed"
-chown root:postfix "$SASLDB"
-chmod 0640 "$SASLDB"
-cat >"${SASLDIR}/smtpd.conf" <<EOF
-pwcheck_method: auxprop
-auxprop_plugin: sasldb
-sasldb_path: ${SASLDB}
-mech_list: ${MECH_LIST}
-EOF
-chown root:postfix "${SASLDIR}/smtpd.conf"
-chmod 0640 "${SASLDIR}/smtpd.conf"
+# ---------------------------------------------------------------- directories, certificate, SASL
+postfix_prepare "" 3650
 
 # ---------------------------------------------------------------- virtual mailboxes
 cat >"${CONF}/vmailbox" <<EOF
@@ -173,15 +78,7 @@ EOF
 # ---------------------------------------------------------------- main.cf
 cat >"${CONF}/main.cf" <<EOF
 # Generated by tests/postfix/setup.sh -- private smtpscript test instance. Do not edit.
-compatibility_level = 3.6
-queue_directory = ${QUEUE}
-data_directory = ${DATA}
-mail_owner = postfix
-syslog_name = postfix-smtpscript
-maillog_file = ${MAILLOG}
-maillog_file_prefixes = ${STATEDIR}
-readme_directory = no
-biff = no
+$(postfix_main_paths postfix-smtpscript)
 
 myhostname = ${MYHOSTNAME}
 mydomain = ${DOMAIN}
@@ -227,19 +124,7 @@ relay_domains_reject_code = 554
 unknown_virtual_mailbox_reject_code = 550
 
 smtpd_tls_security_level = may
-smtpd_tls_chain_files = ${TLSDIR}/server.key, ${TLSDIR}/server.pem
-smtpd_tls_loglevel = 1
-smtpd_tls_received_header = no
-smtpd_tls_session_cache_database = btree:\${data_directory}/smtpd_scache
-smtp_tls_security_level = none
-
-smtpd_sasl_auth_enable = yes
-smtpd_sasl_type = cyrus
-smtpd_sasl_path = smtpd
-cyrus_sasl_config_path = ${SASLDIR}
-smtpd_sasl_local_domain = ${DOMAIN}
-smtpd_sasl_security_options = noanonymous
-smtpd_sasl_tls_security_options = noanonymous
+$(postfix_main_tls_sasl)
 smtpd_tls_auth_only = yes
 broken_sasl_auth_clients = no
 EOF
@@ -267,85 +152,33 @@ ${HOST}:${PROXY_PORT} inet n - n - - smtpd
 ${HOST}:${XCLIENT_PORT} inet n - n - - smtpd
   -o syslog_name=postfix-smtpscript/xclient
   -o smtpd_authorized_xclient_hosts=${HOST}
-pickup    unix  n       -       n       60      1       pickup
-cleanup   unix  n       -       n       -       0       cleanup
-qmgr      unix  n       -       n       300     1       qmgr
-tlsmgr    unix  -       -       n       1000?   1       tlsmgr
-rewrite   unix  -       -       n       -       -       trivial-rewrite
-bounce    unix  -       -       n       -       0       bounce
-defer     unix  -       -       n       -       0       bounce
-trace     unix  -       -       n       -       0       bounce
-verify    unix  -       -       n       -       1       verify
-flush     unix  n       -       n       1000?   0       flush
-proxymap  unix  -       -       n       -       -       proxymap
-proxywrite unix -       -       n       -       1       proxymap
-showq     unix  n       -       n       -       -       showq
-error     unix  -       -       n       -       -       error
-retry     unix  -       -       n       -       -       error
-discard   unix  -       -       n       -       -       discard
-virtual   unix  -       n       n       -       -       virtual
-anvil     unix  -       -       n       -       1       anvil
-scache    unix  -       -       n       -       1       scache
-postlog   unix-dgram n  -       n       -       1       postlogd
+$(postfix_master_services)
 EOF
 
-# ---------------------------------------------------------------- start
-log "checking the configuration"
-out="$(postfix -c "$CONF" check 2>&1)" || die "postfix check failed: ${out}"
-log "starting Postfix (config ${CONF})"
-out="$(postfix -c "$CONF" start 2>&1)" || die "postfix start failed: ${out}"
-
-# ---------------------------------------------------------------- wait for the banners
-wait_banner() { # port [proxy-line]: wait for "220 " on a plain connection (after that PROXY header)
-    local port=$1 proxy=${2:-} deadline=$((SECONDS + READY_TIMEOUT)) line=""
-    while ((SECONDS < deadline)); do
-        # The braces matter: "exec 3<>... 2>/dev/null" alone would send the script's stderr to
-        # /dev/null for good (exec without a command keeps its redirections).
-        if { exec 3<>"/dev/tcp/${HOST}/${port}"; } 2>/dev/null; then
-            line=""
-            if [[ -n "$proxy" ]]; then
-                printf '%s\r\n' "$proxy" >&3 2>/dev/null || true
-            fi
-            IFS= read -r -t 5 line <&3 || true
-            printf 'QUIT\r\n' >&3 2>/dev/null || true
-            exec 3<&- 3>&- || true
-            if [[ "$line" == 220* ]]; then
-                return 0
-            fi
-        fi
-        sleep 0.2
-    done
-    die "no '220' banner on ${HOST}:${port} after ${READY_TIMEOUT}s (last line: '${line%$'\r'}')"
-}
-wait_banner "$PORT"
-wait_banner "$SUBMISSION_PORT"
-wait_banner "$XCLIENT_PORT"
-wait_banner "$PROXY_PORT" "PROXY TCP4 ${HOST} ${HOST} 1 ${PROXY_PORT}"
-
+# ---------------------------------------------------------------- start, wait for the banners
+postfix_start
+wait_banner "$HOST" "$PORT"
+wait_banner "$HOST" "$SUBMISSION_PORT"
+wait_banner "$HOST" "$XCLIENT_PORT"
+wait_banner "$HOST" "$PROXY_PORT" "PROXY TCP4 ${HOST} ${HOST} 1 ${PROXY_PORT}"
 # The smtps port sends its banner only inside TLS: check the handshake and the banner.
-smtps_banner="$(printf 'QUIT\r\n' | timeout 15 openssl s_client -connect "${HOST}:${SMTPS_PORT}" \
-    -CAfile "$CA" -verify_return_error -verify_hostname "$MYHOSTNAME" -quiet 2>/dev/null || true)"
-[[ "$smtps_banner" == 220* ]] || die "no TLS banner on the smtps port ${HOST}:${SMTPS_PORT}"
+check_tls_banner "$HOST" "$SMTPS_PORT" "$CA" "$MYHOSTNAME"
 
 # ---------------------------------------------------------------- env file
-cat >"${STATEDIR}/env" <<EOF
-SMTPSCRIPT_POSTFIX_STATEDIR=${STATEDIR}
-SMTPSCRIPT_POSTFIX_HOST=${HOST}
-SMTPSCRIPT_POSTFIX_PORT=${PORT}
-SMTPSCRIPT_POSTFIX_SMTPS_PORT=${SMTPS_PORT}
-SMTPSCRIPT_POSTFIX_SUBMISSION_PORT=${SUBMISSION_PORT}
-SMTPSCRIPT_POSTFIX_PROXY_PORT=${PROXY_PORT}
-SMTPSCRIPT_POSTFIX_XCLIENT_PORT=${XCLIENT_PORT}
-SMTPSCRIPT_POSTFIX_MAILLOG=${MAILLOG}
-SMTPSCRIPT_POSTFIX_MAILDIR=${MAILBASE}
-SMTPSCRIPT_POSTFIX_CA=${CA}
-SMTPSCRIPT_POSTFIX_DOMAIN=${DOMAIN}
-SMTPSCRIPT_POSTFIX_USER=${SASL_USER}
-SMTPSCRIPT_POSTFIX_PASSWORD=${SASL_PASSWORD}
-SMTPSCRIPT_POSTFIX_MECHS="${MECH_LIST}"
-EOF
-chmod 0644 "${STATEDIR}/env"
-
-log "ready: smtp ${HOST}:${PORT}, smtps ${HOST}:${SMTPS_PORT}, submission ${HOST}:${SUBMISSION_PORT}," \
+write_env SMTPSCRIPT_POSTFIX_ \
+    "STATEDIR=${STATEDIR}" \
+    "HOST=${HOST}" \
+    "PORT=${PORT}" \
+    "SMTPS_PORT=${SMTPS_PORT}" \
+    "SUBMISSION_PORT=${SUBMISSION_PORT}" \
+    "PROXY_PORT=${PROXY_PORT}" \
+    "XCLIENT_PORT=${XCLIENT_PORT}" \
+    "MAILLOG=${MAILLOG}" \
+    "MAILDIR=${MAILBASE}" \
+    "CA=${CA}" \
+    "DOMAIN=${DOMAIN}" \
+    "USER=${SASL_USER}" \
+    "PASSWORD=${SASL_PASSWORD}" \
+    "MECHS=${MECH_LIST}"
+ready "smtp ${HOST}:${PORT}, smtps ${HOST}:${SMTPS_PORT}, submission ${HOST}:${SUBMISSION_PORT}," \
     "proxy ${HOST}:${PROXY_PORT}, xclient ${HOST}:${XCLIENT_PORT}"
-cat "${STATEDIR}/env"

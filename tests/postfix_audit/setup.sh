@@ -47,20 +47,14 @@
 # Writes STATEDIR/env (shell syntax, SMTPSCRIPT_AUDIT_* keys); see tests/audit_servers.py.
 set -euo pipefail
 
+# shellcheck source=tests/servers.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../servers.sh"
+
 STATEDIR="${1:-}"
 PROFILE="${2:-}"
 HOST=127.0.0.1
 READY_TIMEOUT="${SMTPSCRIPT_POSTFIX_READY_TIMEOUT:-30}"
-
-log() { printf 'postfix-audit-setup[%s]: %s\n' "${PROFILE:-?}" "$*" >&2; }
-die() {
-    log "ERROR: $*"
-    if [[ -n "${MAILLOG:-}" && -f "${MAILLOG}" ]]; then
-        log "last lines of ${MAILLOG}:"
-        tail -n 30 "${MAILLOG}" >&2 || true
-    fi
-    exit 1
-}
+LOG_TAG="postfix-audit-setup[${PROFILE:-?}]"
 
 [[ -n "$STATEDIR" && -n "$PROFILE" ]] || die "usage: $0 STATEDIR hardened|weak"
 case "$PROFILE" in
@@ -83,35 +77,11 @@ SASL_USER=alice
 MECH_LIST="PLAIN LOGIN"
 SYSLOG_NAME="postfix-audit-${PROFILE}"
 
-[[ $(id -u) -eq 0 ]] || die "must run as root (Postfix needs to start as root)"
-for tool in postfix postconf openssl saslpasswd2; do
-    command -v "$tool" >/dev/null 2>&1 || die "'$tool' not found: apt-get install postfix sasl2-bin libsasl2-modules openssl"
-done
-for port in $PORT $SMTPS_PORT; do
-    [[ "$port" =~ ^[0-9]+$ ]] || die "invalid port: $port"
-done
-[[ "$PORT" != "$SMTPS_PORT" ]] || die "the ports must differ: ${PORT} ${SMTPS_PORT}"
-case "$STATEDIR" in
-    /*) ;;
-    *) STATEDIR="$(pwd)/${STATEDIR}" ;;
-esac
-case "$STATEDIR" in
-    *[[:space:],=\$]*) die "state dir must not contain spaces, commas, '=' or '\$': $STATEDIR" ;;
-esac
-
-CONF="${STATEDIR}/config"
-# Debian's Postfix reads smtpd.conf from $config_directory/sasl/ (see tests/postfix/setup.sh).
-SASLDIR="${CONF}/sasl"
-TLSDIR="${STATEDIR}/tls"
-MAILBASE="${STATEDIR}/mail"
-QUEUE="${STATEDIR}/queue"
-DATA="${STATEDIR}/data"
-MAILLOG="${STATEDIR}/maillog"
-SASLDB="${STATEDIR}/sasldb2"
-CA="${STATEDIR}/ca.pem"
-
-MAIL_UID="$(id -u postfix)" || die "no 'postfix' user"
-MAIL_GID="$(id -g postfix)"
+postfix_require
+check_ports "$PORT" ${SMTPS_PORT:+"$SMTPS_PORT"}
+absolute_statedir ",=\$" "commas, '=' or '\$'"
+postfix_paths
+DIE_LOGS=("$MAILLOG")
 MAIL_VERSION="$(postconf -dh mail_version)"
 
 # smtpd_forbid_bare_newline exists in Postfix >= 3.9 and in the 3.5-3.8 patch releases of
@@ -126,79 +96,12 @@ if [[ -n "$(postconf -dh smtpd_forbid_unauth_pipelining 2>/dev/null)" ]]; then
     SUPPORTS_UNAUTH_PIPELINING=1
 fi
 
-# ---------------------------------------------------------------- stop a previous run
-if [[ -f "${CONF}/main.cf" ]] && postfix -c "$CONF" status >/dev/null 2>&1; then
-    log "stopping the running instance (${CONF})"
-    postfix -c "$CONF" stop >/dev/null 2>&1 || true
-    for _ in $(seq 1 50); do
-        postfix -c "$CONF" status >/dev/null 2>&1 || break
-        sleep 0.1
-    done
-fi
-
-# ---------------------------------------------------------------- directories
-install -d -m 0755 -o root -g root "$STATEDIR" "$CONF" "$QUEUE"
-install -d -m 0750 -o root -g postfix "$SASLDIR"
-install -d -m 0700 -o root -g root "$TLSDIR"
-install -d -m 0700 -o postfix -g postfix "$DATA"
-install -d -m 0755 -o postfix -g postfix "$MAILBASE"
-touch "$MAILLOG"
-chmod 0644 "$MAILLOG"
-
-# ---------------------------------------------------------------- TLS: private CA + server cert
+# ---------------------------------------------------------------- directories, certificate, SASL
 # Both profiles get a certificate (the weak one does not offer STARTTLS, but keeps the files
-# so that a variant can switch it on with -o smtpd_tls_security_level=may).
-if [[ ! -s "${TLSDIR}/server.pem" || ! -s "${TLSDIR}/server.key" || ! -s "${TLSDIR}/ca.pem" ]]; then
-    log "creating the test CA and the server certificate (${MYHOSTNAME})"
-    openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -sha256 \
-        -keyout "${TLSDIR}/ca.key" -out "${TLSDIR}/ca.pem" \
-        -subj "/O=smtpscript tests/CN=smtpscript ${PROFILE} test CA" \
-        -addext "basicConstraints=critical,CA:TRUE" \
-        -addext "keyUsage=critical,keyCertSign,cRLSign" \
-        -addext "subjectKeyIdentifier=hash" >/dev/null 2>&1 || die "openssl: CA creation failed"
-    openssl req -new -newkey rsa:2048 -nodes -sha256 \
-        -keyout "${TLSDIR}/server.key" -out "${TLSDIR}/server.csr" \
-        -subj "/O=smtpscript tests/CN=${MYHOSTNAME}" >/dev/null 2>&1 || die "openssl: CSR failed"
-    cat >"${TLSDIR}/server.ext" <<EOF
-basicConstraints = critical,CA:FALSE
-keyUsage = critical,digitalSignature,keyEncipherment
-extendedKeyUsage = serverAuth
-subjectAltName = DNS:${MYHOSTNAME},DNS:localhost,IP:127.0.0.1
-subjectKeyIdentifier = hash
-authorityKeyIdentifier = keyid
-EOF
-    # 825 days: well past the audit's "more than N days left" threshold, and within the
-    # lifetime limit some TLS clients enforce.
-    openssl x509 -req -in "${TLSDIR}/server.csr" -days 825 -sha256 \
-        -CA "${TLSDIR}/ca.pem" -CAkey "${TLSDIR}/ca.key" -CAcreateserial \
-        -extfile "${TLSDIR}/server.ext" -out "${TLSDIR}/server.pem" >/dev/null 2>&1 \
-        || die "openssl: signing the server certificate failed"
-    chmod 0600 "${TLSDIR}"/*.key
-fi
-# Renew the server certificate when fewer than 60 days are left (long-lived state dirs).
-if ! openssl x509 -in "${TLSDIR}/server.pem" -noout -checkend $((60 * 86400)) >/dev/null 2>&1; then
-    log "renewing the server certificate"
-    openssl x509 -req -in "${TLSDIR}/server.csr" -days 825 -sha256 \
-        -CA "${TLSDIR}/ca.pem" -CAkey "${TLSDIR}/ca.key" -CAcreateserial \
-        -extfile "${TLSDIR}/server.ext" -out "${TLSDIR}/server.pem" >/dev/null 2>&1 \
-        || die "openssl: renewing the server certificate failed"
-fi
-install -m 0644 "${TLSDIR}/ca.pem" "$CA"
-
-# ---------------------------------------------------------------- Cyrus SASL (sasldb)
-rm -f "$SASLDB"
-printf '%s' "$SASL_PASSWORD" | saslpasswd2 -p -c -f "$SASLDB" -u "$DOMAIN" "$SASL_USER" \
-    || die "saslpasswd2 failed"
-chown root:postfix "$SASLDB"
-chmod 0640 "$SASLDB"
-cat >"${SASLDIR}/smtpd.conf" <<EOF
-pwcheck_method: auxprop
-auxprop_plugin: sasldb
-sasldb_path: ${SASLDB}
-mech_list: ${MECH_LIST}
-EOF
-chown root:postfix "${SASLDIR}/smtpd.conf"
-chmod 0640 "${SASLDIR}/smtpd.conf"
+# so that a variant can switch it on with -o smtpd_tls_security_level=may). 825 days: well
+# past the audit's "more than N days left" threshold, and within the lifetime limit some TLS
+# clients enforce.
+postfix_prepare "$PROFILE" 825
 
 # ---------------------------------------------------------------- recipients
 cat >"${CONF}/vmailbox" <<EOF
@@ -222,15 +125,7 @@ EOF
 common_main() {
     cat <<EOF
 # Generated by tests/postfix_audit/setup.sh (${PROFILE}) -- private smtpscript test instance.
-compatibility_level = 3.6
-queue_directory = ${QUEUE}
-data_directory = ${DATA}
-mail_owner = postfix
-syslog_name = ${SYSLOG_NAME}
-maillog_file = ${MAILLOG}
-maillog_file_prefixes = ${STATEDIR}
-readme_directory = no
-biff = no
+$(postfix_main_paths "$SYSLOG_NAME")
 
 myhostname = ${MYHOSTNAME}
 mydomain = ${DOMAIN}
@@ -271,19 +166,7 @@ smtpd_recipient_restrictions =
 smtpd_discard_ehlo_keywords =
 smtputf8_enable = yes
 
-smtpd_tls_chain_files = ${TLSDIR}/server.key, ${TLSDIR}/server.pem
-smtpd_tls_loglevel = 1
-smtpd_tls_received_header = no
-smtpd_tls_session_cache_database = btree:\${data_directory}/smtpd_scache
-smtp_tls_security_level = none
-
-smtpd_sasl_auth_enable = yes
-smtpd_sasl_type = cyrus
-smtpd_sasl_path = smtpd
-cyrus_sasl_config_path = ${SASLDIR}
-smtpd_sasl_local_domain = ${DOMAIN}
-smtpd_sasl_security_options = noanonymous
-smtpd_sasl_tls_security_options = noanonymous
+$(postfix_main_tls_sasl)
 broken_sasl_auth_clients = no
 EOF
 }
@@ -360,80 +243,30 @@ ${HOST}:${SMTPS_PORT} inet n - n - - smtpd
   -o smtpd_tls_wrappermode=yes
 EOF
     fi
-    cat <<EOF
-pickup    unix  n       -       n       60      1       pickup
-cleanup   unix  n       -       n       -       0       cleanup
-qmgr      unix  n       -       n       300     1       qmgr
-tlsmgr    unix  -       -       n       1000?   1       tlsmgr
-rewrite   unix  -       -       n       -       -       trivial-rewrite
-bounce    unix  -       -       n       -       0       bounce
-defer     unix  -       -       n       -       0       bounce
-trace     unix  -       -       n       -       0       bounce
-verify    unix  -       -       n       -       1       verify
-flush     unix  n       -       n       1000?   0       flush
-proxymap  unix  -       -       n       -       -       proxymap
-proxywrite unix -       -       n       -       1       proxymap
-showq     unix  n       -       n       -       -       showq
-error     unix  -       -       n       -       -       error
-retry     unix  -       -       n       -       -       error
-discard   unix  -       -       n       -       -       discard
-virtual   unix  -       n       n       -       -       virtual
-anvil     unix  -       -       n       -       1       anvil
-scache    unix  -       -       n       -       1       scache
-postlog   unix-dgram n  -       n       -       1       postlogd
-EOF
+    postfix_master_services
 } >"${CONF}/master.cf"
 
-# ---------------------------------------------------------------- start
-log "checking the configuration"
-out="$(postfix -c "$CONF" check 2>&1)" || die "postfix check failed: ${out}"
-log "starting Postfix ${MAIL_VERSION} (config ${CONF})"
-out="$(postfix -c "$CONF" start 2>&1)" || die "postfix start failed: ${out}"
-
-# ---------------------------------------------------------------- wait for the banners
-wait_banner() { # port: wait for "220 " on a plain connection
-    local port=$1 deadline=$((SECONDS + READY_TIMEOUT)) line=""
-    while ((SECONDS < deadline)); do
-        # The braces matter: "exec 3<>... 2>/dev/null" alone would send the script's stderr
-        # to /dev/null for good.
-        if { exec 3<>"/dev/tcp/${HOST}/${port}"; } 2>/dev/null; then
-            line=""
-            IFS= read -r -t 5 line <&3 || true
-            printf 'QUIT\r\n' >&3 2>/dev/null || true
-            exec 3<&- 3>&- || true
-            if [[ "$line" == 220* ]]; then
-                return 0
-            fi
-        fi
-        sleep 0.2
-    done
-    die "no '220' banner on ${HOST}:${port} after ${READY_TIMEOUT}s (last line: '${line%$'\r'}')"
-}
-wait_banner "$PORT"
+# ---------------------------------------------------------------- start, wait for the banners
+postfix_start "$MAIL_VERSION"
+wait_banner "$HOST" "$PORT"
 if [[ -n "$SMTPS_PORT" ]]; then
-    smtps_banner="$(printf 'QUIT\r\n' | timeout 15 openssl s_client -connect "${HOST}:${SMTPS_PORT}" \
-        -CAfile "$CA" -verify_return_error -verify_hostname "$MYHOSTNAME" -quiet 2>/dev/null || true)"
-    [[ "$smtps_banner" == 220* ]] || die "no TLS banner on the smtps port ${HOST}:${SMTPS_PORT}"
+    check_tls_banner "$HOST" "$SMTPS_PORT" "$CA" "$MYHOSTNAME"
 fi
 
 # ---------------------------------------------------------------- env file
-cat >"${STATEDIR}/env" <<EOF
-SMTPSCRIPT_AUDIT_KIND=postfix
-SMTPSCRIPT_AUDIT_PROFILE=${PROFILE}
-SMTPSCRIPT_AUDIT_STATEDIR=${STATEDIR}
-SMTPSCRIPT_AUDIT_HOST=${HOST}
-SMTPSCRIPT_AUDIT_PORT=${PORT}
-SMTPSCRIPT_AUDIT_SMTPS_PORT=${SMTPS_PORT}
-SMTPSCRIPT_AUDIT_HOSTNAME=${MYHOSTNAME}
-SMTPSCRIPT_AUDIT_DOMAIN=${DOMAIN}
-SMTPSCRIPT_AUDIT_CA=${CA}
-SMTPSCRIPT_AUDIT_USER=${SASL_USER}@${DOMAIN}
-SMTPSCRIPT_AUDIT_PASSWORD=${SASL_PASSWORD}
-SMTPSCRIPT_AUDIT_MAILLOG=${MAILLOG}
-SMTPSCRIPT_AUDIT_MAILDIR=${MAILBASE}
-SMTPSCRIPT_AUDIT_VERSION=${MAIL_VERSION}
-EOF
-chmod 0644 "${STATEDIR}/env"
-
-log "ready: Postfix ${MAIL_VERSION} (${PROFILE}) smtp ${HOST}:${PORT}${SMTPS_PORT:+, smtps ${HOST}:${SMTPS_PORT}}"
-cat "${STATEDIR}/env"
+write_env SMTPSCRIPT_AUDIT_ \
+    "KIND=postfix" \
+    "PROFILE=${PROFILE}" \
+    "STATEDIR=${STATEDIR}" \
+    "HOST=${HOST}" \
+    "PORT=${PORT}" \
+    "SMTPS_PORT=${SMTPS_PORT}" \
+    "HOSTNAME=${MYHOSTNAME}" \
+    "DOMAIN=${DOMAIN}" \
+    "CA=${CA}" \
+    "USER=${SASL_USER}@${DOMAIN}" \
+    "PASSWORD=${SASL_PASSWORD}" \
+    "MAILLOG=${MAILLOG}" \
+    "MAILDIR=${MAILBASE}" \
+    "VERSION=${MAIL_VERSION}"
+ready "Postfix ${MAIL_VERSION} (${PROFILE}) smtp ${HOST}:${PORT}${SMTPS_PORT:+, smtps ${HOST}:${SMTPS_PORT}}"
