@@ -17,6 +17,8 @@ from smtpscript.results import RunResult, ScenarioResult
 if TYPE_CHECKING:  # imported where used: `report` needs none of them
     from smtpscript.console import ConsoleView
     from smtpscript.library import Library, TargetSpec
+    from smtpscript.loadmode import LoadPlan
+    from smtpscript.runner import RunOptions
     from smtpscript.selection import LastFailed, Selection, Shard
 
 
@@ -76,6 +78,7 @@ class RunRequest:
     exitfirst: bool = False
     environ: Mapping[str, str] | None = None  # default: os.environ
     shard: Shard | None = None  # --shard I/N: this job's share of the scenario x target pairs
+    load: LoadPlan | None = None  # --repeat/--duration: one scenario, one target, many times
 
 
 def run_paths(
@@ -139,6 +142,8 @@ def run_request(
         exitfirst=request.exitfirst,
     )
     memory = LastFailed(library.state_dir, library.root)
+    if request.load is not None:
+        return _run_load(request.load, scenarios, specs, options, view, warnings)
     with _started_targets(specs, scenarios) as targets:
         pairs = [(s, t) for t in targets for s in scenarios]
         if request.last_failed:
@@ -164,6 +169,46 @@ def run_request(
     if failure and request.last_failed:
         warnings.append(failure)
     return RunOutcome(run=result, warnings=warnings)
+
+
+def _run_load(
+    plan: LoadPlan,
+    scenarios: list[Scenario],
+    specs: list[TargetSpec],
+    options: RunOptions,
+    view: ConsoleView | None,
+    warnings: list[str],
+) -> RunOutcome:
+    """Load mode: the one scenario on the one target, as the plan says."""
+    from smtpscript import loadmode
+    from smtpscript.runner import Interrupted
+
+    if len(scenarios) != 1 or len(specs) > 1:
+        raise ConfigError(
+            f"--repeat/--duration run one scenario on one target; this selects "
+            f"{_plural(len(scenarios), 'scenario')} and {_plural(len(specs), 'target')} "
+            "(name one file, or narrow with -k or --tag)"
+        )
+    with _started_targets(specs, scenarios) as (target,):
+        cap = target.max_connections
+        if cap is not None and cap < plan.concurrency:
+            warnings.append(
+                f"{target.name}: max_connections {cap} caps -j {plan.concurrency} in load mode"
+            )
+            plan = replace(plan, concurrency=cap)
+        try:
+            result = loadmode.run(scenarios[0], target, options, plan)
+        except Interrupted as stop:
+            if view:
+                view.summary(stop.result)
+            return RunOutcome(run=stop.result, signal=stop.signum, warnings=warnings)
+    if view:
+        view.summary(result)
+    return RunOutcome(run=result, warnings=warnings)
+
+
+def _plural(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 def _vars_file_layers(files: Sequence[Path]) -> tuple[tuple[VarLayer, ...], list[Problem]]:

@@ -28,6 +28,7 @@ from smtpscript import __version__
 if TYPE_CHECKING:
     from smtpscript.api import ReportError, RunOutcome
     from smtpscript.library import Library, TargetSpec
+    from smtpscript.loadmode import LoadPlan
     from smtpscript.model import Scenario
 
 
@@ -368,6 +369,26 @@ def run(
     exitfirst: Annotated[
         bool, typer.Option("--exitfirst", "-x", help="Start no new run after a failure.")
     ] = False,
+    repeat: Annotated[
+        int | None,
+        typer.Option(
+            "--repeat",
+            min=1,
+            max=100_000_000,
+            help="Load mode: run the one scenario N times on the one target, -j at once; "
+            "prints latency per session and per step.",
+        ),
+    ] = None,
+    duration: Annotated[
+        float | None,
+        typer.Option("--duration", min=0.001, max=86_400, help="Load mode: run for S seconds."),
+    ] = None,
+    rate: Annotated[
+        float | None,
+        typer.Option(
+            "--rate", min=0.001, max=1_000_000, help="Load mode: start R sessions a second."
+        ),
+    ] = None,
     shard: Annotated[
         str | None,
         typer.Option(
@@ -462,6 +483,7 @@ def run(
         ca_file=ca_file,
         exitfirst=exitfirst,
         shard=Shard.parse(shard) if shard is not None else None,
+        load=_load_plan(repeat, duration, rate, jobs or library.defaults.jobs),
     )
     threshold = fail_on.value if fail_on else defaults.fail_on or "info"
     view = ConsoleView(
@@ -486,6 +508,20 @@ def run(
     if outcome.signal is None:
         outcome.signal = late.signum
     raise typer.Exit(_run_status(outcome, threshold, failures))
+
+
+def _load_plan(
+    repeat: int | None, duration: float | None, rate: float | None, jobs: int | None
+) -> LoadPlan | None:
+    if repeat is None and duration is None:
+        if rate is not None:
+            from smtpscript.errors import ConfigError
+
+            raise ConfigError("--rate paces a load run: give --repeat N or --duration S too")
+        return None
+    from smtpscript.loadmode import LoadPlan
+
+    return LoadPlan(repeat=repeat, duration=duration, rate=rate, concurrency=jobs or 1)
 
 
 def _report_folder(path: Path | None) -> Path | None:

@@ -20,6 +20,7 @@ from smtpscript.model import SEVERITIES
 from smtpscript.protocol import escape_controls
 
 if TYPE_CHECKING:
+    from smtpscript.latency import LatencySummary
     from smtpscript.model import Scenario
     from smtpscript.results import RunResult, ScenarioResult, StepResult, TranscriptEntry
 
@@ -110,6 +111,11 @@ class ConsoleView:
         """Results still waiting (a run before them never ended), the recap, the totals."""
         for index in sorted(self._waiting):
             self._show(self._waiting.pop(index))
+        if run.load is not None:  # load mode: aggregates, not one line per session
+            for line in load_lines(run):
+                self._line(line)
+            self.clear()
+            return
         self._recap(run)
         self._line(summary_line(run))
         note = below_fail_on(run, fail_on or self.fail_on)
@@ -212,6 +218,36 @@ def summary_line(run: RunResult) -> str:
         f"smtpscript: {len(run.scenarios)} scenario runs: {', '.join(parts)} "
         f"in {run.duration_ms / 1000:.2f}s{tail}"
     )
+
+
+def load_lines(run: RunResult) -> list[str]:
+    """Load mode's summary: throughput, verdicts, latency per session and step, reasons."""
+    load = run.load
+    assert load is not None
+    verdicts = ", ".join(f"{n} {v}" for v, n in sorted(load.verdicts.items()))
+    lines = [
+        f"smtpscript: load: {_safe(load.title)} on {_safe(load.target)}: {load.sessions} "
+        f"sessions in {load.elapsed_ms / 1000:.2f}s = {load.sessions_per_s:g} sessions/s "
+        f"({load.concurrency} at once): {verdicts or 'none'}",
+        f"  {'':<34} {'min':>9} {'median':>9} {'p90':>9} {'p99':>9} {'max':>9}  (ms)",
+        _latency_row("session", load.session),
+    ]
+    lines += [_latency_row(f"{step.path} {step.name}", step.latency) for step in load.steps]
+    if load.reasons:
+        lines.append("  failures and errors by reason:")
+        lines += [f"  {r.count:>8} x {_safe(r.reason)}" for r in load.reasons[:10]]
+        if len(load.reasons) > 10:
+            lines.append(f"  ... and {len(load.reasons) - 10} more reasons (in the JSON results)")
+    if run.incomplete:
+        lines.append(f"  INCOMPLETE: {_safe(run.incomplete)}")
+    return lines
+
+
+def _latency_row(label: str, latency: LatencySummary) -> str:
+    shown = _safe(label)
+    shown = shown if len(shown) <= 34 else shown[:33] + "…"
+    values = (latency.min_ms, latency.median_ms, latency.p90_ms, latency.p99_ms, latency.max_ms)
+    return f"  {shown:<34} " + " ".join(f"{v:>9.2f}" for v in values)
 
 
 def below_fail_on(run: RunResult, fail_on: str) -> str | None:

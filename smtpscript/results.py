@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from smtpscript.latency import LatencySummary
 from smtpscript.model import SEVERITIES
 
 Verdict = Literal["passed", "failed", "error", "skipped"]
@@ -126,6 +127,43 @@ class ScenarioResult:
 
 
 @dataclass
+class StepLatency:
+    """Load mode: how long one step of the scenario took, over every session."""
+
+    path: str  # steps[2], steps[0].include.steps[1]
+    name: str
+    latency: LatencySummary = field(default_factory=LatencySummary)
+
+
+@dataclass
+class ReasonCount:
+    reason: str
+    count: int
+
+
+@dataclass
+class LoadSummary:
+    """Load mode (run --repeat/--duration): aggregates over every session. The run's
+    ``scenarios`` hold a bounded sample (failures first), not every session."""
+
+    scenario: str  # file
+    title: str
+    target: str
+    concurrency: int
+    repeat: int | None = None
+    duration_s: float | None = None
+    rate: float | None = None
+    sessions: int = 0
+    verdicts: dict[str, int] = field(default_factory=dict)
+    elapsed_ms: float = 0.0
+    sessions_per_s: float = 0.0
+    session: LatencySummary = field(default_factory=LatencySummary)
+    steps: list[StepLatency] = field(default_factory=list)
+    reasons: list[ReasonCount] = field(default_factory=list)  # failures and errors, most first
+    kept: int = 0  # sessions whose full result is in RunResult.scenarios
+
+
+@dataclass
 class RunResult:
     format: int = RESULTS_FORMAT
     tool_version: str = ""
@@ -137,6 +175,7 @@ class RunResult:
     # Why scenario runs are missing, e.g. "interrupted by SIGTERM: 3 of 10 scenario runs
     # finished"; None when the run went to the end.
     incomplete: str | None = None
+    load: LoadSummary | None = None  # load mode only
 
     def counts(self) -> dict[str, int]:
         out = dict.fromkeys(VERDICTS, 0)
@@ -160,6 +199,8 @@ class RunResult:
 
 def to_dict(run: RunResult) -> dict[str, Any]:
     data = dataclasses.asdict(run)
+    if data["load"] is None:  # load mode only: other results stay as they were
+        del data["load"]
     for scenario in data["scenarios"]:
         for entry in scenario["transcript"]:
             if entry["step"] is None:  # written only when there is one: older files match
@@ -218,6 +259,11 @@ _NESTED: dict[tuple[str, str], tuple[str, type]] = {
     ("ScenarioResult", "transcript"): ("list", TranscriptEntry),
     ("StepResult", "replies"): ("list", ReplyRecord),
     ("StepResult", "tls"): ("one", TlsFacts),
+    ("RunResult", "load"): ("one", LoadSummary),
+    ("LoadSummary", "session"): ("one", LatencySummary),
+    ("LoadSummary", "steps"): ("list", StepLatency),
+    ("LoadSummary", "reasons"): ("list", ReasonCount),
+    ("StepLatency", "latency"): ("one", LatencySummary),
 }
 
 

@@ -12,12 +12,16 @@ import pytest
 from jsonschema import Draft202012Validator
 from test_report_html import sample_run
 
+from smtpscript.latency import LatencySummary
 from smtpscript.report import render_html
 from smtpscript.results import (
     RESULTS_FORMAT,
+    LoadSummary,
+    ReasonCount,
     ReplyRecord,
     RunResult,
     ScenarioResult,
+    StepLatency,
     StepResult,
     TargetInfo,
     TlsFacts,
@@ -35,6 +39,10 @@ DEFS = {
     "reply": ReplyRecord,
     "tls": TlsFacts,
     "transcriptEntry": TranscriptEntry,
+    "load": LoadSummary,
+    "stepLatency": StepLatency,
+    "reasonCount": ReasonCount,
+    "latency": LatencySummary,
 }
 
 
@@ -93,7 +101,7 @@ def test_schema_matches_dataclass_fields(schema: dict[str, Any], name: str, cls:
 
 # Properties added after the first release of format 1: optional, so older files stay valid.
 ADDED_IN_FORMAT_1 = {
-    "RunResult": {"incomplete"},
+    "RunResult": {"incomplete", "load"},
     "ScenarioResult": {"internal_error", "warnings", "remediation"},
     "TranscriptEntry": {"step"},
     "StepResult": {"file", "included_from"},

@@ -1,0 +1,192 @@
+"""Load mode: one scenario on one target, N times or for S seconds, C at once,
+optionally paced at R sessions per second.
+
+Memory stays flat at any N: every session's result is folded into aggregates
+(counts, latency histograms per session and per step, reasons) and dropped;
+only a bounded sample is kept whole (the first failures and errors, then a few
+passes) for the reports' evidence.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import signal
+import time
+from collections import Counter
+from dataclasses import dataclass
+
+from smtpscript import __version__
+from smtpscript import model as m
+from smtpscript.latency import Histogram
+from smtpscript.results import (
+    LoadSummary,
+    ReasonCount,
+    RunResult,
+    ScenarioResult,
+    StepLatency,
+    TargetInfo,
+)
+from smtpscript.runner import Interrupted, RunOptions, StopSignals, run_scenario
+
+MAX_REASONS = 50  # distinct failure reasons kept by name; the rest are counted together
+OTHER_REASONS = "other reasons"
+
+
+@dataclass(frozen=True)
+class LoadPlan:
+    repeat: int | None = None  # sessions; None: until duration ends
+    duration: float | None = None  # seconds; None: until repeat sessions ran
+    rate: float | None = None  # session starts per second; None: as fast as concurrency allows
+    concurrency: int = 1
+    keep_failures: int = 100  # whole results kept: failures and errors first...
+    keep_passes: int = 3  # ...and a few passes, to show what a good session looks like
+
+    def describe(self) -> str:
+        parts = [f"{self.repeat} sessions" if self.repeat else f"for {self.duration:g} s"]
+        if self.repeat and self.duration:
+            parts.append(f"at most {self.duration:g} s")
+        parts.append(f"{self.concurrency} at once")
+        if self.rate:
+            parts.append(f"at {self.rate:g}/s")
+        return ", ".join(parts)
+
+
+class LoadAggregate:
+    """Every session folded in as it ends."""
+
+    def __init__(self, plan: LoadPlan) -> None:
+        self.plan = plan
+        self.verdicts: Counter[str] = Counter()
+        self.reasons: Counter[str] = Counter()
+        self.session = Histogram()
+        # (path, kind) -> (the first session's label, durations): the implicit connect shares
+        # its path with the first step; labels may differ per session ({{ index }})
+        self.steps: dict[tuple[str, str], tuple[str, Histogram]] = {}
+        self.kept: list[ScenarioResult] = []
+        self._kept_failures = self._kept_passes = 0
+        self.first: ScenarioResult | None = None
+
+    def add(self, result: ScenarioResult) -> None:
+        self.first = self.first or result
+        self.verdicts[result.verdict] += 1
+        self.session.add(result.duration_ms)
+        for step in result.steps:
+            if step.verdict == "skipped":
+                continue
+            key = (step.path, step.kind)
+            _, durations = self.steps.setdefault(key, (step.name, Histogram()))
+            durations.add(step.duration_ms)
+        if result.verdict in ("failed", "error"):
+            reason = result.reason or result.verdict
+            if reason in self.reasons or len(self.reasons) < MAX_REASONS:
+                self.reasons[reason] += 1
+            else:
+                self.reasons[OTHER_REASONS] += 1
+            if self._kept_failures < self.plan.keep_failures:
+                self._kept_failures += 1
+                self.kept.append(result)
+        elif self._kept_passes < self.plan.keep_passes:
+            self._kept_passes += 1
+            self.kept.append(result)
+
+    def summary(self, scenario: m.Scenario, target: m.Target, elapsed_s: float) -> LoadSummary:
+        sessions = sum(self.verdicts.values())
+        return LoadSummary(
+            scenario=scenario.file,
+            title=scenario.title,
+            target=target.name,
+            concurrency=self.plan.concurrency,
+            repeat=self.plan.repeat,
+            duration_s=self.plan.duration,
+            rate=self.plan.rate,
+            sessions=sessions,
+            verdicts=dict(self.verdicts),
+            elapsed_ms=round(elapsed_s * 1000, 3),
+            sessions_per_s=round(sessions / elapsed_s, 1) if elapsed_s > 0 else 0.0,
+            session=self.session.summary(),
+            steps=[
+                StepLatency(path, name, durations.summary())
+                for (path, _), (name, durations) in self.steps.items()
+            ],
+            reasons=[ReasonCount(reason, n) for reason, n in self.reasons.most_common()],
+            kept=len(self.kept),
+        )
+
+
+async def run_load(
+    scenario: m.Scenario,
+    target: m.Target,
+    options: RunOptions,
+    plan: LoadPlan,
+    stop: StopSignals | None = None,
+) -> RunResult:
+    """Run the plan; a signal (``stop``) ends it early with what finished."""
+    aggregate = LoadAggregate(plan)
+    slots = asyncio.Semaphore(plan.concurrency)
+    in_flight: set[asyncio.Task[None]] = set()
+    started_at = dt.datetime.now(dt.UTC)
+    t0 = time.monotonic()
+    deadline = t0 + plan.duration if plan.duration else None
+    if stop is not None:
+        stop.watch(in_flight)  # type: ignore[arg-type]  # any collection of tasks
+
+    async def one() -> None:
+        try:
+            aggregate.add(await run_scenario(scenario, target, options))
+        finally:
+            slots.release()
+
+    started = 0
+    while plan.repeat is None or started < plan.repeat:
+        if stop is not None and stop.signum is not None:
+            break
+        if plan.rate:  # pace the starts: session i starts at t0 + i / rate
+            delay = t0 + started / plan.rate - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+        await slots.acquire()
+        if (deadline is not None and time.monotonic() >= deadline) or (
+            stop is not None and stop.signum is not None
+        ):
+            slots.release()
+            break
+        task = asyncio.create_task(one())
+        in_flight.add(task)
+        task.add_done_callback(in_flight.discard)
+        started += 1
+    await asyncio.gather(*list(in_flight), return_exceptions=True)
+    elapsed = time.monotonic() - t0
+    summary = aggregate.summary(scenario, target, elapsed)
+    info = (
+        aggregate.first.target
+        if aggregate.first
+        else TargetInfo(
+            target.name, target.endpoint.host or "", target.endpoint.port or m.DEFAULT_PORT
+        )
+    )
+    run = RunResult(
+        tool_version=__version__,
+        started_at=started_at.isoformat(timespec="seconds"),
+        finished_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        duration_ms=summary.elapsed_ms,
+        targets=[info],
+        scenarios=aggregate.kept,
+        load=summary,
+    )
+    if stop is not None and stop.signum is not None:
+        run.incomplete = (
+            f"interrupted by {signal.Signals(stop.signum).name}: "
+            f"{summary.sessions} sessions finished"
+        )
+    return run
+
+
+def run(scenario: m.Scenario, target: m.Target, options: RunOptions, plan: LoadPlan) -> RunResult:
+    """Synchronous entry point; SIGINT/SIGTERM raise Interrupted with what finished."""
+    stop = StopSignals()
+    with asyncio.Runner() as runner, stop.installed(runner.get_loop()):
+        result = runner.run(run_load(scenario, target, options, plan, stop))
+    if stop.signum is not None:
+        raise Interrupted(result, stop.signum)
+    return result
