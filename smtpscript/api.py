@@ -79,6 +79,7 @@ class RunRequest:
     environ: Mapping[str, str] | None = None  # default: os.environ
     shard: Shard | None = None  # --shard I/N: this job's share of the scenario x target pairs
     load: LoadPlan | None = None  # --repeat/--duration: one scenario, one target, many times
+    loop: str | None = None  # --loop: auto, asyncio or uvloop
 
 
 def run_paths(
@@ -140,6 +141,7 @@ def run_request(
         ),
         default_timeout=library.defaults.timeout,
         exitfirst=request.exitfirst,
+        loop=request.loop,
     )
     memory = LastFailed(library.state_dir, library.root)
     if request.load is not None:

@@ -389,6 +389,15 @@ def run(
             "--rate", min=0.001, max=1_000_000, help="Load mode: start R sessions a second."
         ),
     ] = None,
+    loop: Annotated[
+        str | None,
+        typer.Option(
+            "--loop",
+            metavar="auto|asyncio|uvloop",
+            help="Event loop: uvloop when installed (pip install 'smtpscript[fast]'), "
+            "else asyncio (default auto; $SMTPSCRIPT_LOOP).",
+        ),
+    ] = None,
     shard: Annotated[
         str | None,
         typer.Option(
@@ -484,6 +493,7 @@ def run(
         exitfirst=exitfirst,
         shard=Shard.parse(shard) if shard is not None else None,
         load=_load_plan(repeat, duration, rate, jobs or library.defaults.jobs),
+        loop=loop,
     )
     threshold = fail_on.value if fail_on else defaults.fail_on or "info"
     view = ConsoleView(

@@ -82,7 +82,8 @@ def capture(patterns: tuple[tuple[str, str], ...], text: str) -> tuple[dict[str,
         found = search(pattern, text)
         if not found:
             return values, f"expected the reply to contain /{pattern}/ to capture {name}"
-        values[name] = found.group(1) if found.re.groups else found.group(0)
+        # a group that took no part in the match captured nothing: "", never the text "None"
+        values[name] = (found.group(1) or "") if found.re.groups else found.group(0)
     return values, None
 
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from smtpscript import __version__
 from smtpscript import model as m
 from smtpscript.latency import Histogram
+from smtpscript.loops import loop_factory
 from smtpscript.results import (
     LoadSummary,
     ReasonCount,
@@ -185,7 +186,10 @@ async def run_load(
 def run(scenario: m.Scenario, target: m.Target, options: RunOptions, plan: LoadPlan) -> RunResult:
     """Synchronous entry point; SIGINT/SIGTERM raise Interrupted with what finished."""
     stop = StopSignals()
-    with asyncio.Runner() as runner, stop.installed(runner.get_loop()):
+    with (
+        asyncio.Runner(loop_factory=loop_factory(options.loop if options else None)) as runner,
+        stop.installed(runner.get_loop()),
+    ):
         result = runner.run(run_load(scenario, target, options, plan, stop))
     if stop.signum is not None:
         raise Interrupted(result, stop.signum)

@@ -22,10 +22,12 @@ from typing import Any
 from smtpscript import __version__, expectations, extensions, protocol, proxyheader, transcript
 from smtpscript import model as m
 from smtpscript.actions import ACTIONS, default_expect
+from smtpscript.actions.base import ScenarioSkipped
 from smtpscript.envelope import Envelope
 from smtpscript.errors import LimitExceeded, LocalProtocolError, RemoteProtocolError
 from smtpscript.expectations import ConnectionGone, StepError, StepFailed
 from smtpscript.failures import classify
+from smtpscript.loops import loop_factory
 from smtpscript.patterns import CodePattern
 from smtpscript.protocol import Reply
 from smtpscript.redaction import EnvView, SecretTracker
@@ -75,6 +77,7 @@ class RunOptions:
     max_connections: int | None = None
     default_timeout: float | None = None  # per reply, where scenario and target say nothing
     exitfirst: bool = False  # -x: start no new run after the first failure or error
+    loop: str | None = None  # --loop auto|asyncio|uvloop (None: $SMTPSCRIPT_LOOP, else auto)
 
 
 @dataclass
@@ -181,6 +184,10 @@ class ScenarioRun:
             await self._run_steps(self.scenario.steps)
         except _SetupError as exc:
             return "error", str(exc)
+        except ScenarioSkipped as exc:  # a skip step: nothing to judge on this server
+            for record in list(self.pending):
+                self._finish(record, "skipped", str(exc))
+            return "skipped", str(exc)
         except asyncio.CancelledError:  # Ctrl-C or SIGTERM: keep what this run did so far
             quit_first = False
             return self._abandon("interrupted")
@@ -814,7 +821,10 @@ def run(
     can still write every report (and clean up) before it exits.
     """
     stop = StopSignals()
-    with asyncio.Runner() as runner, stop.installed(runner.get_loop()):
+    with (
+        asyncio.Runner(loop_factory=loop_factory(options.loop if options else None)) as runner,
+        stop.installed(runner.get_loop()),
+    ):
         result = runner.run(run_many(scenarios, targets, options, on_result, stop, pairs))
     if stop.signum is not None:
         raise Interrupted(result, stop.signum)

@@ -754,3 +754,40 @@ def test_a_skip_says_why_in_words_when_the_scenario_does(tmp_path, target):
     result = run_yaml(tmp_path, body, target)
     assert result.verdict == "skipped"
     assert result.reason == "not configured: set X (when: 1 == 2 is false)"
+
+
+def test_a_skip_step_ends_the_scenario_as_skipped_with_its_reason(tmp_path, target):
+    body = """
+    steps:
+      - ehlo: c.example.org
+      - skip: "{{ 'NOSUCH' }} is not offered: nothing to judge"
+        when: "'NOSUCH' not in caps"
+      - send: "this never goes out"
+    """
+    result = run_yaml(tmp_path, body, target)
+    assert result.verdict == "skipped"
+    assert result.reason == "NOSUCH is not offered: nothing to judge"
+    assert [(s.kind, s.verdict) for s in result.steps] == [
+        ("connect", "passed"),
+        ("ehlo", "passed"),
+        ("skip", "skipped"),
+    ]
+    assert not any("this never goes out" in e.text for e in result.transcript)
+
+
+def test_a_skip_step_whose_when_is_false_changes_nothing(tmp_path, target):
+    body = "steps:\n  - ehlo: c.example.org\n  - skip: never\n    when: 'false'\n  - send: NOOP\n"
+    result = run_yaml(tmp_path, body, target)
+    assert result.verdict == "passed", result.reason
+
+
+def test_a_capture_group_that_matched_nothing_is_empty_not_none(tmp_path, target):
+    body = """
+    steps:
+      - ehlo: c.example.org
+        capture: {x: "(?:(NOSUCH)|PIPELINING)"}
+      - send: "NOOP [{{ x }}]"
+    """
+    result = run_yaml(tmp_path, body, target)
+    assert result.verdict == "passed", result.reason
+    assert result.steps[-1].sent == ["NOOP []"]

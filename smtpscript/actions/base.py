@@ -24,6 +24,10 @@ if TYPE_CHECKING:
 JsonPath = tuple[str | int, ...]
 
 
+class ScenarioSkipped(Exception):
+    """Raised by a step to end its scenario as skipped; the message is the reason."""
+
+
 class StepContext(Protocol):
     """What a running step may do; the runner provides it, one per step."""
 
