@@ -80,6 +80,7 @@ class RunRequest:
     shard: Shard | None = None  # --shard I/N: this job's share of the scenario x target pairs
     load: LoadPlan | None = None  # --repeat/--duration: one scenario, one target, many times
     loop: str | None = None  # --loop: auto, asyncio or uvloop
+    workers: int = 1  # --workers: processes, each with its own event loop
 
 
 def run_paths(
@@ -144,8 +145,12 @@ def run_request(
         loop=request.loop,
     )
     memory = LastFailed(library.state_dir, library.root)
+    if request.workers > 1:
+        from smtpscript.workers import check_workers
+
+        check_workers(request.workers)
     if request.load is not None:
-        return _run_load(request.load, scenarios, specs, options, view, warnings)
+        return _run_load(request.load, scenarios, specs, options, view, warnings, request.workers)
     with _started_targets(specs, scenarios) as targets:
         pairs = [(s, t) for t in targets for s in scenarios]
         if request.last_failed:
@@ -156,7 +161,12 @@ def run_request(
         if view:
             view.start(len(pairs))
         try:
-            result = run(scenarios, targets, options, view.result if view else None, pairs)
+            if request.workers > 1:
+                from smtpscript.workers import run_pairs
+
+                result = run_pairs(pairs, targets, options, request.workers, _on_result(view))
+            else:
+                result = run(scenarios, targets, options, _on_result(view), pairs)
         except Interrupted as stop:
             if view:
                 view.summary(stop.result)
@@ -180,6 +190,7 @@ def _run_load(
     options: RunOptions,
     view: ConsoleView | None,
     warnings: list[str],
+    workers: int = 1,
 ) -> RunOutcome:
     """Load mode: the one scenario on the one target, as the plan says."""
     from smtpscript import loadmode
@@ -199,7 +210,7 @@ def _run_load(
             )
             plan = replace(plan, concurrency=cap)
         try:
-            result = loadmode.run(scenarios[0], target, options, plan)
+            result = loadmode.run(scenarios[0], target, options, plan, workers)
         except Interrupted as stop:
             if view:
                 view.summary(stop.result)
@@ -207,6 +218,10 @@ def _run_load(
     if view:
         view.summary(result)
     return RunOutcome(run=result, warnings=warnings)
+
+
+def _on_result(view: ConsoleView | None) -> Callable[[int, ScenarioResult], None] | None:
+    return view.result if view else None
 
 
 def _plural(n: int, noun: str) -> str:

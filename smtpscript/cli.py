@@ -389,6 +389,16 @@ def run(
             "--rate", min=0.001, max=1_000_000, help="Load mode: start R sessions a second."
         ),
     ] = None,
+    workers: Annotated[
+        int,
+        typer.Option(
+            "--workers",
+            min=1,
+            max=64,
+            help="Processes, each with its own event loop: targets are shared out among "
+            "them (a load run's sessions are split).",
+        ),
+    ] = 1,
     loop: Annotated[
         str | None,
         typer.Option(
@@ -494,6 +504,7 @@ def run(
         shard=Shard.parse(shard) if shard is not None else None,
         load=_load_plan(repeat, duration, rate, jobs or library.defaults.jobs),
         loop=loop,
+        workers=workers,
     )
     threshold = fail_on.value if fail_on else defaults.fail_on or "info"
     view = ConsoleView(

@@ -44,6 +44,13 @@ class Histogram:
         index = 0 if ms <= _FLOOR_MS else int(math.log(ms / _FLOOR_MS) / _LOG_GROWTH) + 1
         self.buckets[index] = self.buckets.get(index, 0) + 1
 
+    def merge(self, other: Histogram) -> None:
+        for index, count in other.buckets.items():
+            self.buckets[index] = self.buckets.get(index, 0) + count
+        self.count += other.count
+        self.low = min(self.low, other.low)
+        self.high = max(self.high, other.high)
+
     def quantile(self, q: float) -> float:
         """The value below which a fraction ``q`` of the durations fall (within 1%)."""
         if not self.count:

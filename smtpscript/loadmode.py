@@ -91,6 +91,22 @@ class LoadAggregate:
             self._kept_passes += 1
             self.kept.append(result)
 
+    def merge(self, other: LoadAggregate) -> None:
+        """Add another process's sessions to these (kept samples: failures first, bounded)."""
+        self.first = self.first or other.first
+        self.verdicts.update(other.verdicts)
+        for reason, count in other.reasons.items():
+            known = reason in self.reasons or len(self.reasons) < MAX_REASONS
+            self.reasons[reason if known else OTHER_REASONS] += count
+        self.session.merge(other.session)
+        for key, (name, durations) in other.steps.items():
+            self.steps.setdefault(key, (name, Histogram()))[1].merge(durations)
+        failures = [r for r in (*self.kept, *other.kept) if r.verdict in ("failed", "error")]
+        passes = [r for r in (*self.kept, *other.kept) if r.verdict not in ("failed", "error")]
+        failures, passes = failures[: self.plan.keep_failures], passes[: self.plan.keep_passes]
+        self.kept = failures + passes
+        self._kept_failures, self._kept_passes = len(failures), len(passes)
+
     def summary(self, scenario: m.Scenario, target: m.Target, elapsed_s: float) -> LoadSummary:
         sessions = sum(self.verdicts.values())
         return LoadSummary(
@@ -115,18 +131,30 @@ class LoadAggregate:
         )
 
 
-async def run_load(
+@dataclass
+class LoadOutcome:
+    """What one process's load run found: aggregates, not yet summarised (so that the
+    outcomes of several worker processes can be added up)."""
+
+    aggregate: LoadAggregate
+    elapsed_s: float
+    started_at: str
+    finished_at: str
+    signum: int | None = None
+
+
+async def load(
     scenario: m.Scenario,
     target: m.Target,
     options: RunOptions,
     plan: LoadPlan,
     stop: StopSignals | None = None,
-) -> RunResult:
+) -> LoadOutcome:
     """Run the plan; a signal (``stop``) ends it early with what finished."""
     aggregate = LoadAggregate(plan)
     slots = asyncio.Semaphore(plan.concurrency)
     in_flight: set[asyncio.Task[None]] = set()
-    started_at = dt.datetime.now(dt.UTC)
+    started_at = _now()
     t0 = time.monotonic()
     deadline = t0 + plan.duration if plan.duration else None
     if stop is not None:
@@ -157,7 +185,22 @@ async def run_load(
         task.add_done_callback(in_flight.discard)
         started += 1
     await asyncio.gather(*list(in_flight), return_exceptions=True)
-    elapsed = time.monotonic() - t0
+    signum = stop.signum if stop is not None else None
+    return LoadOutcome(aggregate, time.monotonic() - t0, started_at, _now(), signum)
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+
+
+def result_of(
+    outcomes: list[LoadOutcome], scenario: m.Scenario, target: m.Target, plan: LoadPlan
+) -> RunResult:
+    """One run's result from the outcomes of one or more processes (run side by side)."""
+    aggregate = LoadAggregate(plan)
+    for outcome in outcomes:
+        aggregate.merge(outcome.aggregate)
+    elapsed = max(outcome.elapsed_s for outcome in outcomes)
     summary = aggregate.summary(scenario, target, elapsed)
     info = (
         aggregate.first.target
@@ -168,29 +211,48 @@ async def run_load(
     )
     run = RunResult(
         tool_version=__version__,
-        started_at=started_at.isoformat(timespec="seconds"),
-        finished_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        started_at=min(outcome.started_at for outcome in outcomes),
+        finished_at=max(outcome.finished_at for outcome in outcomes),
         duration_ms=summary.elapsed_ms,
         targets=[info],
         scenarios=aggregate.kept,
         load=summary,
     )
-    if stop is not None and stop.signum is not None:
+    signum = next((o.signum for o in outcomes if o.signum is not None), None)
+    if signum is not None:
         run.incomplete = (
-            f"interrupted by {signal.Signals(stop.signum).name}: "
-            f"{summary.sessions} sessions finished"
+            f"interrupted by {signal.Signals(signum).name}: {summary.sessions} sessions finished"
         )
     return run
 
 
-def run(scenario: m.Scenario, target: m.Target, options: RunOptions, plan: LoadPlan) -> RunResult:
-    """Synchronous entry point; SIGINT/SIGTERM raise Interrupted with what finished."""
+def run_outcome(
+    scenario: m.Scenario, target: m.Target, options: RunOptions, plan: LoadPlan
+) -> LoadOutcome:
+    """The plan run on this process's own event loop (SIGINT/SIGTERM end it early)."""
     stop = StopSignals()
     with (
         asyncio.Runner(loop_factory=loop_factory(options.loop if options else None)) as runner,
         stop.installed(runner.get_loop()),
     ):
-        result = runner.run(run_load(scenario, target, options, plan, stop))
-    if stop.signum is not None:
-        raise Interrupted(result, stop.signum)
+        return runner.run(load(scenario, target, options, plan, stop))
+
+
+def run(
+    scenario: m.Scenario, target: m.Target, options: RunOptions, plan: LoadPlan, workers: int = 1
+) -> RunResult:
+    """Synchronous entry point; SIGINT/SIGTERM raise Interrupted with what finished.
+
+    ``workers`` > 1 splits the plan over that many processes (smtpscript.workers).
+    """
+    if workers > 1:
+        from smtpscript.workers import load_outcomes
+
+        outcomes = load_outcomes(scenario, target, options, plan, workers)
+    else:
+        outcomes = [run_outcome(scenario, target, options, plan)]
+    result = result_of(outcomes, scenario, target, plan)
+    signum = next((o.signum for o in outcomes if o.signum is not None), None)
+    if signum is not None:
+        raise Interrupted(result, signum)
     return result

@@ -539,3 +539,34 @@ def test_a_bad_shard_is_one_clear_line(capsys, value):
     status, _, err = cli(capsys, "run", "scenarios", "-t", "sandbox", "--shard", value)
     assert status == 2
     assert err.startswith("smtpscript: error: --shard") and len(err.strip().splitlines()) == 1
+
+
+def test_workers_share_out_targets_and_give_the_same_results(
+    tmp_path, sandboxes, capsys, monkeypatch
+):
+    _inventory(tmp_path, sandboxes)
+    _twenty(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    seen = {}
+    for workers in ("1", "2"):
+        status, out, _ = cli(
+            capsys,
+            "run",
+            "-t",
+            "@lab",
+            "-j",
+            "8",
+            "--workers",
+            workers,
+            "--json",
+            f"w{workers}.json",
+            "--color",
+            "never",
+        )
+        assert status == 1
+        lines = [re.sub(r"\d+\.\d\ds", "", line) for line in out.splitlines()]
+        seen[workers] = (
+            lines[:-1],
+            _stable(json.loads((tmp_path / f"w{workers}.json").read_text())),
+        )
+    assert seen["1"] == seen["2"]

@@ -145,3 +145,27 @@ def test_histogram_ignores_nan_and_negative():
     for value in (float("nan"), -1.0, 2.0):
         histogram.add(value)
     assert histogram.count == 1 and histogram.summary().median_ms == 2.0
+
+
+def test_workers_split_a_load_run_and_add_it_up(tmp_path, capsys):
+    path = steps_file(tmp_path, "- send: NOOP")
+    out_file = tmp_path / "r.json"
+    status, _, _ = cli(
+        capsys,
+        "run",
+        path,
+        "-t",
+        "sandbox",
+        "--repeat",
+        "41",
+        "-j",
+        "4",
+        "--workers",
+        "2",
+        "--json",
+        out_file,
+    )
+    assert status == 0
+    load = _load(out_file)["load"]
+    assert load["sessions"] == 41 and load["verdicts"] == {"passed": 41}
+    assert load["session"]["count"] == 41 and load["kept"] == 3
