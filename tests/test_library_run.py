@@ -148,21 +148,22 @@ def _stable(data: object) -> object:
     return data
 
 
+def _lab_run(capsys, name: str, *options: str) -> tuple[list[str], object]:
+    """Run the lab inventory: (console lines without timings, results without clocks)."""
+    status, out, _ = cli(capsys, "run", "-t", "@lab", "--json", f"{name}.json", "--color",
+                         "never", *options)  # fmt: skip
+    assert status == 1  # c05, c11 and c17 fail on every target
+    lines = [re.sub(r"\d+\.\d\ds", "", line) for line in out.splitlines()]
+    return lines, _stable(json.loads(Path(f"{name}.json").read_text()))
+
+
 def test_three_targets_by_twenty_scenarios_give_the_same_results_and_order_at_any_j(
     tmp_path, sandboxes, capsys, monkeypatch
 ):
     _inventory(tmp_path, sandboxes)
     _twenty(tmp_path)
     monkeypatch.chdir(tmp_path)
-    seen = {}
-    for jobs in ("1", "16"):
-        status, out, _ = cli(
-            capsys, "run", "-t", "@lab", "-j", jobs, "--json", f"{jobs}.json", "--color", "never"
-        )
-        assert status == 1  # c05, c11 and c17 fail on every target
-        lines = [re.sub(r"\d+\.\d\ds", "", line) for line in out.splitlines()]
-        results = json.loads((tmp_path / f"{jobs}.json").read_text())
-        seen[jobs] = (lines, _stable(results))
+    seen = {jobs: _lab_run(capsys, f"j{jobs}", "-j", jobs) for jobs in ("1", "16")}
     assert seen["1"][1] == seen["16"][1]
     assert seen["1"][0][:-1] == seen["16"][0][:-1]  # the last line holds the total time
     order = [(r["target"]["name"], r["title"]) for r in seen["16"][1]["scenarios"]]
@@ -547,26 +548,6 @@ def test_workers_share_out_targets_and_give_the_same_results(
     _inventory(tmp_path, sandboxes)
     _twenty(tmp_path)
     monkeypatch.chdir(tmp_path)
-    seen = {}
-    for workers in ("1", "2"):
-        status, out, _ = cli(
-            capsys,
-            "run",
-            "-t",
-            "@lab",
-            "-j",
-            "8",
-            "--workers",
-            workers,
-            "--json",
-            f"w{workers}.json",
-            "--color",
-            "never",
-        )
-        assert status == 1
-        lines = [re.sub(r"\d+\.\d\ds", "", line) for line in out.splitlines()]
-        seen[workers] = (
-            lines[:-1],
-            _stable(json.loads((tmp_path / f"w{workers}.json").read_text())),
-        )
+    seen = {n: _lab_run(capsys, f"w{n}", "-j", "8", "--workers", n) for n in ("1", "2")}
+    seen = {n: (lines[:-1], results) for n, (lines, results) in seen.items()}  # total time
     assert seen["1"] == seen["2"]

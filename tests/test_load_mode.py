@@ -17,6 +17,14 @@ from smtpscript.latency import Histogram
 SCHEMA = Path(__file__).resolve().parent.parent / "schemas" / "results.schema.json"
 
 
+def _load_run(tmp_path: Path, capsys, steps: str, *options: object) -> tuple[int, str, dict]:
+    """A load run of ``steps`` on the sandbox: (status, console, its validated JSON)."""
+    path = steps_file(tmp_path, steps)
+    out_file = tmp_path / "r.json"
+    status, out, _ = cli(capsys, "run", path, "-t", "sandbox", "--json", out_file, *options)
+    return status, out, _load(out_file)
+
+
 def _load(path: Path) -> dict:
     data = json.loads(path.read_text())
     validator = Draft202012Validator(json.loads(SCHEMA.read_text()))
@@ -25,15 +33,10 @@ def _load(path: Path) -> dict:
 
 
 def test_repeat_runs_the_scenario_n_times_and_keeps_aggregates(tmp_path, capsys):
-    path = steps_file(
-        tmp_path, "- ehlo: load.example.org\n- send: NOOP\n- send: QUIT\n  expect: 221"
-    )
-    out_file = tmp_path / "r.json"
-    status, out, _ = cli(
-        capsys, "run", path, "-t", "sandbox", "--repeat", "120", "-j", "8", "--json", out_file
-    )
+    steps = "- ehlo: load.example.org\n- send: NOOP\n- send: QUIT\n  expect: 221"
+    status, out, data = _load_run(tmp_path, capsys, steps, "--repeat", "120", "-j", "8")
     assert status == 0, out
-    load = _load(out_file)["load"]
+    load = data["load"]
     assert load["sessions"] == 120 and load["verdicts"] == {"passed": 120}
     assert load["concurrency"] == 8 and load["repeat"] == 120
     # the implicit connect is labelled with the first step's path
@@ -48,13 +51,9 @@ def test_repeat_runs_the_scenario_n_times_and_keeps_aggregates(tmp_path, capsys)
 
 
 def test_failures_are_counted_by_reason_and_only_a_sample_is_kept(tmp_path, capsys):
-    path = steps_file(tmp_path, "- send: NOOP\n  expect: 550")
-    out_file = tmp_path / "r.json"
-    status, out, _ = cli(
-        capsys, "run", path, "-t", "sandbox", "--repeat", "130", "-j", "4", "--json", out_file
-    )
+    steps = "- send: NOOP\n  expect: 550"
+    status, out, data = _load_run(tmp_path, capsys, steps, "--repeat", "130", "-j", "4")
     assert status == 1
-    data = _load(out_file)
     load = data["load"]
     assert load["verdicts"] == {"failed": 130}
     assert len(load["reasons"]) == 1 and load["reasons"][0]["count"] == 130
@@ -64,38 +63,19 @@ def test_failures_are_counted_by_reason_and_only_a_sample_is_kept(tmp_path, caps
 
 
 def test_duration_stops_starting_sessions(tmp_path, capsys):
-    path = steps_file(tmp_path, "- send: NOOP")
-    out_file = tmp_path / "r.json"
     started = time.monotonic()
-    status, _, _ = cli(
-        capsys, "run", path, "-t", "sandbox", "--duration", "0.4", "-j", "2", "--json", out_file
-    )
+    status, _, data = _load_run(tmp_path, capsys, "- send: NOOP", "--duration", "0.4", "-j", "2")
     assert status == 0
     assert time.monotonic() - started < 10  # stopped by itself (generous: a loaded machine)
-    load = _load(out_file)["load"]
+    load = data["load"]
     assert load["sessions"] > 0 and load["duration_s"] == 0.4 and load["repeat"] is None
 
 
 def test_rate_paces_the_starts(tmp_path, capsys):
-    path = steps_file(tmp_path, "- send: NOOP")
-    out_file = tmp_path / "r.json"
-    status, _, _ = cli(
-        capsys,
-        "run",
-        path,
-        "-t",
-        "sandbox",
-        "--repeat",
-        "6",
-        "--rate",
-        "20",
-        "-j",
-        "6",
-        "--json",
-        out_file,
-    )
+    options = ("--repeat", "6", "--rate", "20", "-j", "6")
+    status, _, data = _load_run(tmp_path, capsys, "- send: NOOP", *options)
     assert status == 0
-    load = _load(out_file)["load"]
+    load = data["load"]
     # six starts at 20/s: the last one 0.25 s after the first, whatever -j allows
     assert load["sessions"] == 6 and load["elapsed_ms"] >= 250
 
@@ -148,24 +128,9 @@ def test_histogram_ignores_nan_and_negative():
 
 
 def test_workers_split_a_load_run_and_add_it_up(tmp_path, capsys):
-    path = steps_file(tmp_path, "- send: NOOP")
-    out_file = tmp_path / "r.json"
-    status, _, _ = cli(
-        capsys,
-        "run",
-        path,
-        "-t",
-        "sandbox",
-        "--repeat",
-        "41",
-        "-j",
-        "4",
-        "--workers",
-        "2",
-        "--json",
-        out_file,
-    )
+    options = ("--repeat", "41", "-j", "4", "--workers", "2")
+    status, _, data = _load_run(tmp_path, capsys, "- send: NOOP", *options)
     assert status == 0
-    load = _load(out_file)["load"]
+    load = data["load"]
     assert load["sessions"] == 41 and load["verdicts"] == {"passed": 41}
     assert load["session"]["count"] == 41 and load["kept"] == 3
