@@ -57,6 +57,8 @@ def test_hostile_run_report_is_inert_in_chromium(tmp_path, monkeypatch, capsys, 
     browser.settle(0.5)
     ARTIFACTS.mkdir(exist_ok=True)
     browser.screenshot(ARTIFACTS / "report-hostile-run.png")
+    # the evidence is a click away: open every details element, as a reader would
+    browser.evaluate("document.querySelectorAll('details').forEach(d => { d.open = true; })")
     text = browser.evaluate("document.body.innerText")
     assert "<script>alert(1)</script> {{7*7}} <img src=x onerror=alert(2)>" in text
     assert "<script>document.title='PWNED'</script>" in text

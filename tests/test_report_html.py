@@ -332,19 +332,29 @@ def test_duplicate_results_get_distinct_ids() -> None:
 
 
 def test_failures_sorted_first(html: str) -> None:
-    details = re.findall(r'<details class="result v-(\w+)" id="([^"]+)"', html)
+    details = re.findall(
+        r'<(?:article|details) class="result (?:finding )?v-(\w+)" id="([^"]+)"', html
+    )
     verdicts = [v for v, _ in details]
     assert verdicts == ["failed"] * 3 + ["error", "skipped", "passed", "passed"]
     assert details[0][1] == anchor("mx2.example.org:2525", "smuggling.yaml")  # critical first
 
 
-def test_failed_and_error_results_start_open(html: str) -> None:
-    assert re.findall(r'<details class="result v-(\w+)" id="[^"]+" open>', html) == [
+def test_findings_and_errors_are_always_open_the_rest_one_line(html: str) -> None:
+    # a finding (and a run that could not be judged) is an article: nothing to open
+    assert re.findall(r'<article class="result finding v-(\w+)"', html) == [
         "failed",
         "failed",
         "failed",
         "error",
     ]
+    # passed and skipped runs are one line each, their conversation a click away
+    assert re.findall(r'<details class="result v-(\w+)" id="[^"]+"(?: open)?>', html) == [
+        "skipped",
+        "passed",
+        "passed",
+    ]
+    assert not re.search(r'<details class="result v-\w+" id="[^"]+" open>', html)
 
 
 def test_findings_by_severity_counts(html: str) -> None:
@@ -371,7 +381,7 @@ def test_failure_message_and_facts_shown(html: str) -> None:
         "12 days left",
         "self-signed certificate",
         "captured evil",
-        "scenarios/relay.yaml:15",
+        "line 15",
         "reply line longer than 512 octets <i>x</i>",
         "RFC 5321 section 3.6.2",
     ):
@@ -389,7 +399,16 @@ def test_summary_names_version_and_times(html: str) -> None:
     assert "0.1.0" in text and "2.50 s" in text
 
 
-def test_chart_is_inline_svg_with_escaped_labels(html: str) -> None:
+def test_no_time_chart_when_every_run_took_under_a_second(html: str) -> None:
+    assert max(r.duration_ms for r in sample_run().scenarios) < 1000
+    assert "<svg" not in html and "where the time went" not in html
+
+
+def test_chart_is_inline_svg_with_escaped_labels_in_the_appendix() -> None:
+    run = sample_run()
+    run.scenarios[1].duration_ms = 1500.0  # one run worth looking at
+    html = render_html(run)
+    assert html.index('id="appendix"') > html.index('id="checks"')  # after every check
     svg = html[html.index("<svg") : html.index("</svg>")]
     assert svg.count("<rect") == 7
     assert "<script" not in svg and "&lt;/pre&gt;" in svg
@@ -446,7 +465,7 @@ def test_browser_runs_no_server_script(browser, report_url: str) -> None:  # typ
     browser.settle(0.5)
     ARTIFACTS.mkdir(exist_ok=True)
     browser.screenshot(ARTIFACTS / "report-chromium.png")
-    assert browser.evaluate("document.title").startswith("SMTP audit report")
+    assert browser.evaluate("document.title").startswith("smtpscript audit · ")
     assert browser.log.dialogs == []
     assert browser.evaluate("document.querySelectorAll('script').length") == 1
     assert browser.evaluate("document.querySelectorAll('img, iframe, object, embed').length") == 0
@@ -457,6 +476,7 @@ def test_browser_runs_no_server_script(browser, report_url: str) -> None:  # typ
 @pytest.mark.chromium
 def test_browser_shows_hostile_text_literally(browser, report_url: str) -> None:  # type: ignore[no-untyped-def]
     browser.open(report_url)
+    browser.evaluate("document.querySelectorAll('details').forEach(d => { d.open = true; })")
     text = browser.evaluate("document.body.innerText")
     assert "<script>alert(1)</script> {{7*7}} </pre>" in text
     assert "<script>document.title='PWNED'</script>" in text
@@ -495,7 +515,10 @@ def test_browser_print_media_hides_filter(browser, report_url: str) -> None:  # 
         == "none"
     )
     assert browser.evaluate("getComputedStyle(document.body).backgroundColor") != dark
-    closed = anchor("mx1", "banner.yaml")  # a passed result: collapsed on screen
+    closed = anchor("mx1", "banner.yaml")  # a passed result: one line, on screen and on paper
     assert browser.evaluate(f"document.getElementById('{closed}').open") is False
-    body = f"document.querySelector('#{closed} .r-body').getBoundingClientRect().height"
-    assert browser.evaluate(body) > 0  # expanded for print anyway
+    shown = "sel => document.querySelector(sel).checkVisibility()"
+    assert browser.evaluate(f"({shown})('#{closed} .r-body')") is False
+    finding = anchor("mx1", "relay.yaml")  # a finding prints with its evidence
+    assert browser.evaluate(f"({shown})('#{finding} .evidence pre.conv')") is True
+    assert browser.evaluate(f"({shown})('#{finding} .conversation .steps')") is False

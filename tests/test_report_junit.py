@@ -169,9 +169,19 @@ def test_testcases_and_verdict_elements(root: ET.Element) -> None:
     assert {c.get("classname") for c in cases} == {"mx1", "mx2.example.org:2525"}
     failure = root.find(".//testcase/failure")
     assert failure is not None and failure.get("type") == "high"
+    # words first, the technical expectation after it (the same story as the HTML)
+    assert failure.get("message", "").startswith(
+        "The server accepted RCPT TO:<victim@example.net> where a refusal was expected. "
+        "[step 4: expected 550 or 554; got 250 <script>"
+    )
+    body = (failure.text or "").splitlines()
+    assert (
+        body[0] == "The server accepted RCPT TO:<victim@example.net> where a refusal was expected."
+    )
+    assert body[1].startswith("step 4: expected 550 or 554; got 250")
     assert "scenarios/relay.yaml:14 steps[3], expected 550 or 554" in (failure.text or "")
     error = root.find(".//testcase/error")
-    assert error is not None and error.get("message") == "connection refused"
+    assert error is not None and error.get("message") == "Could not be judged: connection refused."
     skipped = root.find(".//testcase/skipped")
     assert skipped is not None and skipped.get("message") == "env.SMTP_TOKEN is not defined"
     assert (

@@ -1,4 +1,4 @@
-"""Views over a RunResult: the HTML audit report and JUnit XML.
+"""Views over a RunResult: the HTML audit report, JUnit XML and a Markdown summary.
 
 Both are pure functions of the result model (``smtpscript.results``); neither
 touches the runner. Jinja is imported only when an HTML report is rendered, so
@@ -11,20 +11,29 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from smtpscript.baseline import Comparison
     from smtpscript.results import RunResult
 
-__all__ = ["render_html", "render_junit", "write_html", "write_junit"]
+__all__ = ["render_html", "render_junit", "render_markdown", "write_html", "write_junit"]
 
 
-def render_html(run: RunResult) -> str:
-    """The self-contained HTML audit report (same result in, same bytes out)."""
+def render_html(run: RunResult, comparison: Comparison | None = None) -> str:
+    """The self-contained HTML audit report (same result in, same bytes out);
+    ``comparison``: each finding marked new / still open, and what was fixed."""
     from smtpscript.report.html import render
 
-    return render(run)
+    return render(run, comparison)
 
 
-def write_html(run: RunResult, path: Path | str) -> None:
-    _write(Path(path), render_html(run))
+def write_html(run: RunResult, path: Path | str, comparison: Comparison | None = None) -> None:
+    _write(Path(path), render_html(run, comparison))
+
+
+def render_markdown(run: RunResult, comparison: Comparison | None = None) -> str:
+    """A Markdown summary for CI job pages (GitHub $GITHUB_STEP_SUMMARY, GitLab notes)."""
+    from smtpscript.report.markdown import render
+
+    return render(run, comparison)
 
 
 def render_junit(run: RunResult) -> str:

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from smtpscript.baseline import LABELS, Comparison
+from smtpscript.report.posture import Posture, TlsSummary, postures
 from smtpscript.results import (
     SEVERITY_ORDER,
     VERDICTS,
@@ -31,12 +33,15 @@ from smtpscript.results import (
     TranscriptEntry,
     escape_surrogates,
 )
+from smtpscript.wording import Story, story
 
 if TYPE_CHECKING:
     from jinja2 import Environment
 
 VERDICT_ORDER = ("failed", "error", "skipped", "passed")
+DEFAULT_TITLE = "smtpscript audit"
 CHART_BARS = 15
+CHART_WORTH_MS = 1000.0  # the time chart only when some run took a second or more
 BAR_PITCH = 26  # px per bar row in the chart
 BAR_MAX = 480  # px of the longest bar
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
@@ -52,14 +57,29 @@ class ConvLine(NamedTuple):
 
 
 @dataclass(frozen=True)
+class StepView:
+    """One step as the conversation shows it: one numbering (``Step 4``), the YAML
+    path and source only as a tooltip and a quiet ``line 14``."""
+
+    step: StepResult
+    lines: list[ConvLine]
+    where: str  # "line 14", "fragment.yaml:34", "implicit"
+    tip: str  # "steps[2] in relay.yaml:14"
+    failing: bool  # the step the verdict came from (its message is the item's story)
+
+
+@dataclass(frozen=True)
 class Item:
     """One scenario on one target, as the details section shows it."""
 
     result: ScenarioResult
     anchor: str
     failing: StepResult | None
-    steps: list[tuple[StepResult, list[ConvLine]]]
+    steps: list[StepView]
     transcript: list[ConvLine]  # empty where the steps already tell it all
+    story: Story
+    evidence: list[ConvLine]  # the failing step's exchange: the command and the reply
+    status: str | None = None  # against a baseline: "new" or "still open"
 
 
 @dataclass(frozen=True)
@@ -78,6 +98,7 @@ class MatrixRow:
     severity: str
     cells: list[Item | None]
     bad: bool  # a failure or error on some target
+    failed: bool  # a failure on some target: the severity weighs (shown in colour)
 
 
 @dataclass(frozen=True)
@@ -103,6 +124,11 @@ class Chart:
 
 _PLAIN_TYPES = frozenset(
     {
+        StepView,
+        Story,
+        Posture,
+        TlsSummary,
+        Comparison,
         RunResult,
         ScenarioResult,
         StepResult,
@@ -120,11 +146,11 @@ _PLAIN_TYPES = frozenset(
 )
 
 
-def render(run: RunResult) -> str:
+def render(run: RunResult, comparison: Comparison | None = None) -> str:
     template = _environment().get_template("report.html.j2")
     script = _script()
     html = template.render(
-        view=build_view(run),
+        view=build_view(run, comparison),
         script=_markup(script),
         script_hash=base64.b64encode(hashlib.sha256(script.encode()).digest()).decode(),
     )
@@ -188,29 +214,56 @@ def _markup(text: str) -> Any:
 # --- view model ---------------------------------------------------------------
 
 
-def build_view(run: RunResult) -> dict[str, Any]:
-    items = sorted_items(run)
+def build_view(run: RunResult, comparison: Comparison | None = None) -> dict[str, Any]:
+    items = sorted_items(run, comparison)
     targets = _target_names(run)
+    counts = run.counts()
+    slowest = max((r.duration_ms for r in run.scenarios), default=0.0)
     return {
         "run": run,
+        "title": getattr(run, "title", "") or DEFAULT_TITLE,
         "status": "passed" if run.ok and not run.incomplete else "failed",
-        "counts": [(v, run.counts()[v]) for v in VERDICT_ORDER],
+        "counts": [(v, counts[v]) for v in VERDICT_ORDER],
         "total": len(run.scenarios),
-        "errors": run.counts()["error"],
+        "errors": counts["error"],
         "findings": run.findings_by_severity(),
         "finding_items": [i for i in items if i.result.verdict == "failed"],
+        "error_items": [i for i in items if i.result.verdict == "error"],
+        "quiet_groups": _groups(items, ("skipped", "passed")),
         "targets": targets,
         "target_info": {t.name: t for t in run.targets},
+        "postures": postures(run, targets),
+        "comparison": comparison,
+        "baseline_counts": _baseline_counts(comparison),
+        "severities": SEVERITY_MEANINGS,
         "matrix": matrix(items, targets),
         "themes": themes(run.scenarios, targets),
-        "groups": _groups(items),
-        "chart": chart(items),
+        "chart": chart(items) if slowest >= CHART_WORTH_MS else None,
     }
 
 
-def sorted_items(run: RunResult) -> list[Item]:
+# What each severity means (scenarios/README.md, "Severity policy"): the legend.
+SEVERITY_MEANINGS = (
+    ("critical", "The server can be abused by anyone, now (e.g. an open relay)."),
+    ("high", "A direct security weakness (SMTP smuggling, passwords in clear text, no TLS)."),
+    ("medium", "Breaks standards others rely on, or weakens security indirectly."),
+    ("low", "An information leak or missing hardening (user enumeration, no size limit)."),
+    ("info", "Worth knowing, rarely worth an alarm (the banner names the software)."),
+)
+
+
+def _baseline_counts(comparison: Comparison | None) -> list[tuple[str, str, int]]:
+    """(status, label, count) for the summary; empty without a baseline."""
+    if comparison is None:
+        return []
+    counts = comparison.counts()
+    shown = ("new", "open", "fixed") + (("unverified",) if counts["unverified"] else ())
+    return [(s, LABELS[s], counts[s]) for s in shown]
+
+
+def sorted_items(run: RunResult, comparison: Comparison | None = None) -> list[Item]:
     anchors = anchors_for(run.scenarios)
-    items = [_item(r, a) for r, a in zip(run.scenarios, anchors, strict=True)]
+    items = [_item(r, a, comparison) for r, a in zip(run.scenarios, anchors, strict=True)]
     return sorted(items, key=_item_key)
 
 
@@ -229,20 +282,37 @@ def _rank(order: tuple[str, ...], value: str) -> int:
     return order.index(value) if value in order else len(order)
 
 
-def _item(result: ScenarioResult, anchor: str) -> Item:
-    failing = next((s for s in result.steps if s.verdict in ("failed", "error")), None)
-    steps = [(s, conversation(s)) for s in result.steps]
+def _item(result: ScenarioResult, anchor: str, comparison: Comparison | None = None) -> Item:
+    told = story(result)
+    failing = told.step
+    steps = [_step_view(result, s, s is failing) for s in result.steps]
     # The per-step conversation is the transcript cut at step boundaries; the
     # full one (with timings and TLS/close notes) is repeated only as evidence
     # for failures and errors, or when the steps recorded no conversation.
-    evidence = result.verdict in ("failed", "error") or not any(lines for _, lines in steps)
+    whole = result.verdict in ("failed", "error") or not any(v.lines for v in steps)
+    status = comparison.of(result) if comparison is not None else None
     return Item(
         result=result,
         anchor=anchor,
         failing=failing,
         steps=steps,
-        transcript=transcript_lines(result) if evidence else [],
+        transcript=transcript_lines(result) if whole else [],
+        story=told,
+        evidence=evidence(result, failing) if failing is not None else [],
+        status=LABELS[status] if status else None,
     )
+
+
+def _step_view(result: ScenarioResult, step: StepResult, failing: bool) -> StepView:
+    file = step.file or result.file
+    if step.name == "connect (implicit)":
+        where, tip = "implicit", "the scenario has no connect step: connected before the next one"
+    else:
+        where = f"{step.file}:{step.line}" if file != result.file else f"line {step.line}"
+        tip = f"{step.path} in {file}:{step.line}"
+        if step.included_from:
+            tip += " · included from " + " → ".join(step.included_from)
+    return StepView(step, conversation(step), where, tip, failing)
 
 
 def transcript_lines(result: ScenarioResult) -> list[ConvLine]:
@@ -258,6 +328,39 @@ def conversation(step: StepResult) -> list[ConvLine]:
     lines = [ConvLine("c", f"C: {text}") for text in step.sent]
     for reply in step.replies:
         lines.extend(_reply_lines(reply))
+    return lines
+
+
+EVIDENCE_MESSAGE_LINES = 8
+
+
+def evidence(result: ScenarioResult, step: StepResult) -> list[ConvLine]:
+    """The exact commands and replies that prove a finding: the failing step's exchange,
+    a message cut to its first lines, and for a message judged at the end of DATA the
+    MAIL FROM and RCPT TO it was sent with (what the server accepted it for)."""
+    lines: list[ConvLine] = []
+    if step.kind in ("data", "bdat"):
+        for earlier in result.steps:
+            if earlier is step:
+                break
+            first = earlier.sent[0].upper() if earlier.sent else ""
+            if first.startswith(("MAIL FROM", "RCPT TO")):
+                lines += conversation(earlier)
+    if step.kind != "data" or len(step.replies) < 2 or step.replies[0].code != 354:
+        return lines + conversation(step)
+    body = step.sent[1:]
+    lines.append(ConvLine("c", f"C: {step.sent[0]}" if step.sent else "C: DATA"))
+    lines += _reply_lines(step.replies[0])
+    if len(body) > EVIDENCE_MESSAGE_LINES + 1:
+        cut = len(body) - EVIDENCE_MESSAGE_LINES - 1
+        lines += [ConvLine("c", f"C: {text}") for text in body[:EVIDENCE_MESSAGE_LINES]]
+        lines.append(
+            ConvLine("n", f"*  ... {cut} more line{'' if cut == 1 else 's'} of the message")
+        )
+        body = body[-1:]
+    lines += [ConvLine("c", f"C: {text}") for text in body]
+    for reply in step.replies[1:]:
+        lines += _reply_lines(reply)
     return lines
 
 
@@ -309,11 +412,11 @@ def matrix(items: list[Item], targets: list[str]) -> list[MatrixRow]:
     out = []
     for scenario_id, cells in rows.items():
         first = next(iter(cells.values())).result
-        bad = any(c.result.verdict in ("failed", "error") for c in cells.values())
+        verdicts = {c.result.verdict for c in cells.values()}
+        row = [cells.get(t) for t in targets]
+        bad = bool(verdicts & {"failed", "error"})
         out.append(
-            MatrixRow(
-                scenario_id, first.title, first.severity, [cells.get(t) for t in targets], bad
-            )
+            MatrixRow(scenario_id, first.title, first.severity, row, bad, "failed" in verdicts)
         )
     return out
 
@@ -341,8 +444,8 @@ def themes(
     ]
 
 
-def _groups(items: list[Item]) -> list[tuple[str, list[Item]]]:
-    groups = [(v, [i for i in items if i.result.verdict == v]) for v in VERDICT_ORDER]
+def _groups(items: list[Item], verdicts: tuple[str, ...]) -> list[tuple[str, list[Item]]]:
+    groups = [(v, [i for i in items if i.result.verdict == v]) for v in verdicts]
     return [(v, members) for v, members in groups if members]
 
 

@@ -24,6 +24,7 @@ from smtpscript.results import (
     TargetInfo,
     escape_surrogates,
 )
+from smtpscript.wording import Story, story
 
 # Outside XML 1.0's Char production, plus DEL and C1 controls (allowed but
 # discouraged, and rejected by some consumers).
@@ -116,29 +117,32 @@ def testcase(result: ScenarioResult, name: str) -> ET.Element:
 
 
 def _verdict_element(result: ScenarioResult) -> ET.Element | None:
-    failing = next((s for s in result.steps if s.verdict in ("failed", "error")), None)
-    message = result.reason or (failing.message if failing else None) or result.verdict
+    told = story(result)
+    failing = told.step
+    # words first, the technical expectation after: the same story as every other view
+    message = told.line() or result.reason or result.verdict
     if result.verdict == "failed":
         element = ET.Element("failure", _attrs({"message": message, "type": result.severity}))
     elif result.verdict == "error":
         element = ET.Element("error", _attrs({"message": message, "type": "error"}))
-    elif result.verdict == "skipped":
-        return ET.Element("skipped", _attrs({"message": message}))
+    elif result.verdict == "skipped":  # the element says skipped: the reason is enough
+        return ET.Element("skipped", _attrs({"message": result.reason or "skipped"}))
     else:
         return None
-    element.text = clean(_failure_text(result, failing, message))
+    element.text = clean(_failure_text(result, told, failing))
     return element
 
 
-def _failure_text(result: ScenarioResult, step: StepResult | None, message: str) -> str:
-    lines = [message]
+def _failure_text(result: ScenarioResult, told: Story, step: StepResult | None) -> str:
+    """The story (words, then the technical line), where it happened, how to fix it."""
+    lines = [told.words or result.reason or result.verdict]
+    if told.beneath:
+        lines.append(told.beneath)
     if step is not None:
         lines.append(
             f"step {step.index} ({step.kind}: {step.name}) at "
             f"{step.file or result.file}:{step.line} {step.path}, expected {step.expected}"
         )
-        if step.message and step.message != message:
-            lines.append(step.message)
     lines.append(
         f"scenario {result.scenario_id} ({result.file}:{result.line}), severity {result.severity}"
     )
