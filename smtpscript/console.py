@@ -166,16 +166,36 @@ class ConsoleView:
         for note in result.protocol_violations:
             self._line(f"{_INDENT}! {_safe(note)}")
 
+    baseline: RunResult | None = None  # run --baseline: findings marked new / still open
+
     def _recap(self, run: RunResult) -> None:
+        """Every failure and error: the reason in words (smtpscript.wording, as in every
+        report), the technical expectation under it, the fix; then the baseline counts."""
+        from smtpscript.baseline import LABELS, compare
+        from smtpscript.wording import story
+
+        comparison = compare(run, self.baseline) if self.baseline is not None else None
         bad = [r for r in run.scenarios if r.verdict in ("failed", "error")]
-        if not bad:
-            return
-        self._line(f"failures and errors ({len(bad)}):")
+        if bad:
+            self._line(f"failures and errors ({len(bad)}):")
         for result in bad:
-            self._headline(result)
+            label = self._paint(f"{_LABELS[result.verdict]:<5}", _COLOURS[result.verdict])
+            status = comparison.of(result) if comparison is not None else None
+            self._line(
+                f"{label} {_safe(result.target.name)}  {_safe(result.title)}  "
+                f"[{_safe(result.severity)}] {_safe(f'{result.file}:{result.line}')}"
+                + (f"  ({LABELS[status]})" if status else "")
+            )
+            told = story(result)
+            for line in (told.words, told.beneath):
+                if line:
+                    self._line(f"{_INDENT}{_safe(line)}")
             fix = getattr(result, "remediation", None)
-            if fix:
+            if fix and result.verdict == "failed":
                 self._line(f"{_INDENT}fix: {_safe(fix)}")
+        if comparison is not None:
+            when = comparison.baseline_started_at or "unknown time"
+            self._line(f"since the baseline of {_safe(when)}: {comparison.summary()}")
 
     # --- the terminal --------------------------------------------------------------
 

@@ -170,10 +170,10 @@ def test_the_recap_lists_every_failure_and_error_in_planned_order_with_the_fix()
     recap = out.getvalue().split("failures and errors (2):\n")[1].splitlines()
     assert recap == [
         "FAIL  mx1  relay  [high] scenarios/relay.yaml:7",
-        "      why relay failed",
+        "      Why relay failed.",
         "      fix: set smtpd_relay_restrictions = reject_unauth_destination",
         "ERROR mx1  down  [medium] scenarios/down.yaml:3",
-        "      why down error",
+        "      Could not be judged: why down error.",
         recap[-1],
     ]
     assert recap[-1].startswith("smtpscript: 4 scenario runs: 1 passed, 1 failed, 1 error, ")
@@ -218,7 +218,7 @@ def test_quiet_prints_the_recap_and_the_summary_only():
     assert out.getvalue().splitlines() == [
         "failures and errors (1):",
         "FAIL  mx1  bad  [medium] scenarios/bad.yaml:3",
-        "      why bad failed",
+        "      Why bad failed.",
         out.getvalue().splitlines()[-1],
     ]
     assert "PASS" not in out.getvalue() and "[1/2]" not in out.getvalue()
