@@ -81,6 +81,9 @@ class RunRequest:
     load: LoadPlan | None = None  # --repeat/--duration: one scenario, one target, many times
     loop: str | None = None  # --loop: auto, asyncio or uvloop
     workers: int = 1  # --workers: processes, each with its own event loop
+    resolver: str | None = None  # --resolver IP[:PORT]: the DNS server for mx:DOMAIN targets
+    mta_sts_ca: Path | None = None  # --mta-sts-ca: trust this CA for MTA-STS policy fetches
+    mta_sts_port: int = 443  # --mta-sts-port: where MTA-STS policies are fetched (tests)
 
 
 def run_paths(
@@ -116,7 +119,8 @@ def run_request(
     if request.ca_file is not None and not request.ca_file.is_file():
         raise ConfigError(f"--ca-file {request.ca_file}: no such file")
     names = list(request.targets or library.defaults.targets)
-    specs = select_targets(names, library, library.targets_in(environment), trust)
+    _check_domain_options(request)
+    specs = select_targets(names, library, library.targets_in(environment), trust, request.resolver)
     layers = (*library.layers, *environment.layers)
     defined = {name for layer in (*layers, *overrides) for name in layer.values}
     defined |= {name for spec in specs for name in spec.target.vars} | set(request.variables)
@@ -130,6 +134,7 @@ def run_request(
         filters = selection.describe()
         raise ConfigError("no scenarios to run" + (f" with {filters}" if filters else ""))
     warnings += unused_variables(request.variables, scenarios)
+    specs = _with_posture(specs, request)
     options = RunOptions(
         overrides=dict(request.variables),
         library_layers=layers,
@@ -222,6 +227,26 @@ def _run_load(
 
 def _on_result(view: ConsoleView | None) -> Callable[[int, ScenarioResult], None] | None:
     return view.result if view else None
+
+
+def _check_domain_options(request: RunRequest) -> None:
+    if request.resolver is not None:
+        from smtpscript.domains import parse_resolver
+
+        parse_resolver(request.resolver)
+    if request.mta_sts_ca is not None and not request.mta_sts_ca.is_file():
+        raise ConfigError(f"--mta-sts-ca {request.mta_sts_ca}: no such file")
+
+
+def _with_posture(specs: list[TargetSpec], request: RunRequest) -> list[TargetSpec]:
+    """Domain targets with their MTA-STS and DANE facts, looked up once before the runs."""
+    if not any(spec.target.facts for spec in specs):
+        return specs
+    from smtpscript.domains import PostureSettings, add_posture
+
+    ca = str(request.mta_sts_ca) if request.mta_sts_ca else None
+    settings = PostureSettings(request.resolver, ca, request.mta_sts_port)
+    return add_posture(specs, settings)
 
 
 def _plural(n: int, noun: str) -> str:

@@ -438,6 +438,24 @@ def run(
         Path | None,
         typer.Option("--ca-file", help="Trust this CA (PEM) for TLS to targets that name none."),
     ] = None,
+    resolver: Annotated[
+        str | None,
+        typer.Option(
+            "--resolver",
+            metavar="IP[:PORT]",
+            help="DNS server for mx:DOMAIN targets (MX, MTA-STS, TLSA; default: the system's).",
+        ),
+    ] = None,
+    mta_sts_ca: Annotated[
+        Path | None,
+        typer.Option("--mta-sts-ca", help="Trust this CA (PEM) for MTA-STS policy fetches."),
+    ] = None,
+    mta_sts_port: Annotated[
+        int,
+        typer.Option(
+            "--mta-sts-port", min=1, max=65535, help="HTTPS port of MTA-STS policies (tests)."
+        ),
+    ] = 443,
     fail_on: Annotated[
         Severity | None,
         typer.Option(
@@ -500,6 +518,9 @@ def run(
         jobs=jobs,
         max_connections=max_connections,
         ca_file=ca_file,
+        resolver=resolver,
+        mta_sts_ca=mta_sts_ca,
+        mta_sts_port=mta_sts_port,
         exitfirst=exitfirst,
         shard=Shard.parse(shard) if shard is not None else None,
         load=_load_plan(repeat, duration, rate, jobs or library.defaults.jobs),

@@ -215,6 +215,10 @@ class Target:
     tags: tuple[str, ...] = ()
     # scenario runs at once against it (None: the run's default, see RunOptions)
     max_connections: int | None = None
+    # a domain target's facts (smtpscript.domains): its domain, this MX host, and its
+    # MTA-STS and DANE posture; templates read them as target.domain, target.mx, mta_sts
+    # and dane, and the results keep them. Empty for every other target.
+    facts: dict[str, Any] = field(default_factory=dict)
 
 
 def tls_options_from(data: dict[str, Any]) -> TlsOptions:

@@ -53,6 +53,10 @@ class TlsFacts:
     verify_error: str | None = None
     server_name: str | None = None
     name_matches: bool | None = None
+    # hex SHA-256 of the server certificate (DER) and of its public key (SubjectPublicKeyInfo):
+    # what DANE TLSA records (3 0 1, 3 1 1) are compared with
+    cert_sha256: str | None = None
+    spki_sha256: str | None = None
 
 
 @dataclass
@@ -96,6 +100,8 @@ class TargetInfo:
     name: str  # as given: "sandbox", "mx1", "127.0.0.1:2525"
     host: str
     port: int
+    # domain targets (-t mx:DOMAIN) only: domain, mx, mta_sts, dane (smtpscript.domains)
+    facts: dict[str, Any] | None = None
 
 
 @dataclass
@@ -201,6 +207,9 @@ def to_dict(run: RunResult) -> dict[str, Any]:
     data = dataclasses.asdict(run)
     if data["load"] is None:  # load mode only: other results stay as they were
         del data["load"]
+    for target in [*data["targets"], *(s["target"] for s in data["scenarios"])]:
+        if target["facts"] is None:  # domain targets only
+            del target["facts"]
     for scenario in data["scenarios"]:
         for entry in scenario["transcript"]:
             if entry["step"] is None:  # written only when there is one: older files match

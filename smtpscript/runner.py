@@ -123,6 +123,9 @@ class ScenarioRun:
             "env": env,
             "reply": None,
             "target": self._target_info(),
+            # domain targets (-t mx:DOMAIN): MTA-STS and DANE facts (smtpscript.domains)
+            "mta_sts": target.facts.get("mta_sts"),
+            "dane": target.facts.get("dane"),
         }
         self.scope: ChainMap[str, Any] = ChainMap(self.variables, self.builtins)
         # names the command line sets (--var, --vars-file): an include's with: cannot hide them
@@ -591,11 +594,14 @@ class ScenarioRun:
             "name": self.target.name,
             "host": self.base_endpoint.host,
             "port": self.base_endpoint.port or m.DEFAULT_PORT,
+            "domain": self.target.facts.get("domain"),  # mx:DOMAIN targets only, else None
+            "mx": self.target.facts.get("mx"),
         }
 
     def _target_result(self) -> TargetInfo:
         info = self._target_info()
-        return TargetInfo(name=self.target.name, host=info["host"] or "", port=info["port"])
+        facts = dict(self.target.facts) or None
+        return TargetInfo(self.target.name, info["host"] or "", info["port"], facts)
 
     # --- pipeline --------------------------------------------------------------------
 
@@ -802,7 +808,7 @@ def _target_infos(
     for target in targets:
         if id(target) in used:
             port = target.endpoint.port or m.DEFAULT_PORT
-            given = TargetInfo(target.name, target.endpoint.host or "", port)
+            given = TargetInfo(target.name, target.endpoint.host or "", port, target.facts or None)
             infos.append(seen.get(id(target), given))
     return infos
 

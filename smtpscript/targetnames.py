@@ -1,4 +1,5 @@
-"""What each -t value means: a library target NAME, @TAG, all, sandbox, or an address.
+"""What each -t value means: a library target NAME, @TAG, all, sandbox, mx:DOMAIN (its MX
+hosts, smtpscript.domains), or an address.
 
 Library names come first, so ``-t mx1`` never reaches DNS when the library
 defines mx1. A bare word the library does not define is tried as a host name
@@ -24,18 +25,41 @@ LOOKUP_SECONDS = 3.0  # a resolver that does not answer must not stall the comma
 
 
 def select_targets(
-    names: list[str], library: Library, targets: dict[str, TargetSpec], ca_file: str | None = None
+    names: list[str],
+    library: Library,
+    targets: dict[str, TargetSpec],
+    ca_file: str | None = None,
+    resolver: str | None = None,
 ) -> list[TargetSpec]:
     """The targets ``names`` (-t values) stand for, in order, each once.
 
     ``targets``: the ones in effect (the library's, or the chosen environment's).
     A sandbox target's endpoint is filled in by whoever starts the sandbox.
+    ``mx:DOMAIN`` stands for the domain's MX hosts, looked up (all domains at once)
+    with ``resolver`` (--resolver IP[:PORT]; None: the system's).
     """
+    domains = [n.strip() for n in names if n.strip() not in targets and _is_domain(n)]
+    resolved = _resolve_domains(domains, resolver, ca_file) if domains else {}
     chosen: dict[str, TargetSpec] = {}
     for name in names:
-        for spec in _expand(name.strip(), library, targets, ca_file):
+        name = name.strip()
+        specs = resolved[name] if name in resolved else _expand(name, library, targets, ca_file)
+        for spec in specs:
             chosen.setdefault(spec.name, spec)
     return list(chosen.values())
+
+
+def _is_domain(name: str) -> bool:
+    return name.strip().lower().startswith("mx:")
+
+
+def _resolve_domains(
+    names: list[str], resolver: str | None, ca_file: str | None
+) -> dict[str, list[TargetSpec]]:
+    from smtpscript.domains import resolve_domains, target_specs
+
+    found = resolve_domains(names, resolver)
+    return {name: target_specs(mx, ca_file) for name, mx in found.items()}
 
 
 def _expand(
@@ -119,5 +143,5 @@ def _unknown(name: str, library: Library, targets: dict[str, TargetSpec]) -> str
         where = f"targets: {', '.join(sorted(targets))}{did_you_mean(name, sorted(targets))}"
     return (
         f"-t {name}: not a target name ({where}) and not a host name that resolves; "
-        "use NAME, @TAG, all, sandbox or HOST[:PORT]"
+        "use NAME, @TAG, all, sandbox, mx:DOMAIN or HOST[:PORT]"
     )

@@ -25,7 +25,7 @@ from smtpscript.redaction import EnvView as EnvView
 from smtpscript.redaction import SecretTracker as SecretTracker
 
 # Names every template may use besides variables and captures.
-BUILTIN_NAMES = frozenset({"caps", "target", "env", "index", "reply"})
+BUILTIN_NAMES = frozenset({"caps", "target", "env", "index", "reply", "mta_sts", "dane"})
 
 
 class TemplateError(ValueError):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import hashlib
 import ipaddress
 import os
 import ssl
@@ -99,12 +100,18 @@ def facts_from(
 
 def _add_certificate(facts: TlsFacts, der: bytes, server_name: str, now: dt.datetime) -> None:
     from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
 
+    facts.cert_sha256 = hashlib.sha256(der).hexdigest()
     try:
         cert = x509.load_der_x509_certificate(der)
     except ValueError as exc:
         facts.verify_error = f"unreadable certificate: {exc}"
         return
+    spki = cert.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    facts.spki_sha256 = hashlib.sha256(spki).hexdigest()
     facts.subject = cert.subject.rfc4514_string()
     facts.issuer = cert.issuer.rfc4514_string()
     facts.not_before = cert.not_valid_before_utc.isoformat()

@@ -71,6 +71,11 @@ MATRIX_ROWS: list[tuple[str, str, str, str, str]] = [
     ("basics/telnet-delivery.yaml",                P, P, P, P),
     # exim: "550 Unrouteable address" (no ENHANCEDSTATUSCODES, so no status is judged)
     ("basics/unknown-recipient.yaml",              P, P, P, P),
+    # the domain checks need a domain target (-t mx:DOMAIN; tests/test_domain_targets.py):
+    # "skipped: not a domain target: run it with -t mx:DOMAIN"
+    ("domain/dane-dnssec.yaml",                    S, S, S, S),
+    ("domain/dane-tlsa-match.yaml",                S, S, S, S),
+    ("domain/mta-sts-enforced.yaml",               S, S, S, S),
     # Postfix has no EXPN: "500 5.5.2 Error: command not recognized"; exim: "550
     # Administrative prohibition".
     ("enumeration/expn.yaml",                      P, P, P, P),

@@ -105,6 +105,8 @@ ADDED_IN_FORMAT_1 = {
     "ScenarioResult": {"internal_error", "warnings", "remediation"},
     "TranscriptEntry": {"step"},
     "StepResult": {"file", "included_from"},
+    "TargetInfo": {"facts"},
+    "TlsFacts": {"cert_sha256", "spki_sha256"},
 }
 
 
