@@ -214,6 +214,19 @@ def test_a_bad_option_is_a_usage_error_in_pytests_words(pytester: pytest.Pyteste
     result.stderr.fnmatch_lines(["*--smtpscript-var 'not a name': expected NAME=VALUE*"])
 
 
+def test_smtpscript_config_names_the_library(pytester: pytest.Pytester) -> None:
+    library = "smtpscript: 1\ntargets:\n  lab:\n    sandbox: true\n"
+    _project(pytester, **{"conf/lib.yaml": library, "s/a.yaml": PASSES})
+    result = pytester.runpytest(
+        "s", "--smtpscript-config", "conf/lib.yaml", "--smtpscript-target", "lab", "-v"
+    )
+    result.stdout.fnmatch_lines(["s/a.yaml::lab PASSED*"])
+    pytester.path.joinpath("conf/lib.yaml").write_text("smtpscript: 1\ntargets: 3\n")
+    result = pytester.runpytest("s", "--smtpscript-config", "conf/lib.yaml")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*smtpscript: conf/lib.yaml:2:10: targets: *"])
+
+
 # --- running ---------------------------------------------------------------------------
 
 
