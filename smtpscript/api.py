@@ -15,6 +15,7 @@ from smtpscript.model import SEVERITIES, Endpoint, Scenario, Target, VarLayer
 from smtpscript.results import RunResult, ScenarioResult
 
 if TYPE_CHECKING:  # imported where used: `report` needs none of them
+    from smtpscript.baseline import Comparison
     from smtpscript.console import ConsoleView
     from smtpscript.library import Library, TargetSpec
     from smtpscript.loadmode import LoadPlan
@@ -379,24 +380,32 @@ def write_reports(
     json_path: Path | None = None,
     html_path: Path | None = None,
     junit_path: Path | None = None,
+    markdown_path: Path | None = None,
+    baseline: RunResult | None = None,
     stdout: TextIO | None = None,
 ) -> list[ReportError]:
     """Write the requested views of a run; ``-`` writes one to ``stdout``.
 
+    ``baseline``: earlier results; the HTML report and the Markdown summary then mark
+    each finding new or still open and list what was fixed (smtpscript.baseline).
     One that cannot be written (disk full, a directory removed mid-run) does not stop
     the others: every failure comes back as one ReportError, in the order asked for.
     """
-    views = [
-        ("JSON results", json_path, _json_text),
-        ("HTML report", html_path, _html_text),
-        ("JUnit XML", junit_path, _junit_text),
+    from smtpscript.baseline import compare
+
+    comparison = compare(run, baseline) if baseline is not None else None
+    views: list[tuple[str, Path | None, Callable[[], str]]] = [
+        ("JSON results", json_path, lambda: _json_text(run)),
+        ("HTML report", html_path, lambda: _html_text(run, comparison)),
+        ("JUnit XML", junit_path, lambda: _junit_text(run)),
+        ("Markdown summary", markdown_path, lambda: _markdown_text(run, comparison)),
     ]
     errors = []
     for what, path, render in views:
         if path is None:
             continue
         try:
-            _write_view(path, render(run), stdout)
+            _write_view(path, render(), stdout)
         except OSError as exc:
             detail = exc.strerror or str(exc)
             errors.append(ReportError(f"cannot write the {what} to {path}: {detail}"))
@@ -412,16 +421,22 @@ def _json_text(run: RunResult) -> str:
     return to_json(run) + "\n"
 
 
-def _html_text(run: RunResult) -> str:
+def _html_text(run: RunResult, comparison: Comparison | None = None) -> str:
     from smtpscript.report import render_html
 
-    return render_html(run)
+    return render_html(run, comparison)
 
 
 def _junit_text(run: RunResult) -> str:
     from smtpscript.report import render_junit
 
     return render_junit(run)
+
+
+def _markdown_text(run: RunResult, comparison: Comparison | None = None) -> str:
+    from smtpscript.report import render_markdown
+
+    return render_markdown(run, comparison)
 
 
 def _write_view(path: Path, text: str, stdout: TextIO | None) -> None:
@@ -454,12 +469,14 @@ def _write_view(path: Path, text: str, stdout: TextIO | None) -> None:
         raise
 
 
-def load_results(paths: Sequence[Path]) -> RunResult:
+def load_results(paths: Sequence[Path], warnings: list[str] | None = None) -> RunResult:
     """Saved JSON results, validated against the results schema, merged into one run.
 
     Any file that is not plain smtpscript results (not a regular file, too large, not
     UTF-8, not JSON, NaN, huge numbers, deep nesting, lone surrogates) is a ConfigError
-    naming it: these files may come from elsewhere (a CI artefact, a shard).
+    naming it: these files may come from elsewhere (a CI artefact, a shard). A scenario
+    run read twice (the same file given twice, or two files holding the same run) is
+    counted once, and ``warnings`` gets a line naming both files (see dedupe_runs).
     """
     from smtpscript.results import RESULTS_FORMAT, from_dict, merge
     from smtpscript.schemafile import reader_validator
@@ -488,7 +505,47 @@ def load_results(paths: Sequence[Path]) -> RunResult:
         runs.append(from_dict(data))
     if not runs:
         raise ConfigError("no results files given")
-    return merge(runs)
+    kept, found = dedupe_runs(list(zip(paths, runs, strict=True)))
+    if warnings is not None:
+        warnings.extend(found)
+    return merge(kept)
+
+
+def dedupe_runs(named: list[tuple[Path, RunResult]]) -> tuple[list[RunResult], list[str]]:
+    """Each scenario run once: the same scenario on the same target started at the same
+    moment is the same run, however many files hold it (``report a.json a.json``, or
+    an artefact downloaded twice). Later copies are dropped, with one warning line per
+    file naming the file that had them first; a file left with no runs is dropped whole
+    (its duration would count twice)."""
+    seen: dict[tuple[str, str, str], Path] = {}
+    kept: list[RunResult] = []
+    warnings = []
+    for path, run in named:
+        unique: list[ScenarioResult] = []
+        copies: dict[Path, list[ScenarioResult]] = {}
+        for result in run.scenarios:
+            key = (result.scenario_id, result.target.name, result.started_at)
+            first = seen.get(key) if result.started_at else None  # no time: cannot tell
+            if first is None:
+                seen.setdefault(key, Path(path))
+                unique.append(result)
+            else:
+                copies.setdefault(first, []).append(result)
+        for first, results in copies.items():
+            warnings.append(_duplicates_warning(Path(path), first, results))
+        if unique or not run.scenarios:
+            kept.append(run if not copies else replace(run, scenarios=unique))
+    return kept or [named[0][1]], warnings
+
+
+def _duplicates_warning(path: Path, first: Path, results: list[ScenarioResult]) -> str:
+    named = [f"{r.scenario_id} on {r.target.name}" for r in results[:3]]
+    more = f" and {len(results) - 3} more" if len(results) > 3 else ""
+    runs = f"{len(results)} scenario run{'' if len(results) == 1 else 's'}"
+    return (
+        f"{path}: {runs} already read from {first} (same scenario, target and start time): "
+        f"counted once: {', '.join(named)}{more}"
+    )
 
 
 MAX_RESULTS_BYTES = 512 * 1024 * 1024  # far beyond any real run; bounds memory on a bad file

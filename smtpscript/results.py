@@ -182,6 +182,7 @@ class RunResult:
     # finished"; None when the run went to the end.
     incomplete: str | None = None
     load: LoadSummary | None = None  # load mode only
+    title: str = ""  # the report's title (run --title, else the library's description)
 
     def counts(self) -> dict[str, int]:
         out = dict.fromkeys(VERDICTS, 0)
@@ -207,6 +208,8 @@ def to_dict(run: RunResult) -> dict[str, Any]:
     data = dataclasses.asdict(run)
     if data["load"] is None:  # load mode only: other results stay as they were
         del data["load"]
+    if not data["title"]:  # written only when there is one: older files match
+        del data["title"]
     for target in [*data["targets"], *(s["target"] for s in data["scenarios"])]:
         if target["facts"] is None:  # domain targets only
             del target["facts"]
@@ -296,4 +299,5 @@ def merge(runs: list[RunResult]) -> RunResult:
         targets=list(targets.values()),
         scenarios=[s for r in runs for s in r.scenarios],
         incomplete="; ".join(r.incomplete for r in runs if r.incomplete) or None,
+        title=next((r.title for r in runs if r.title), ""),
     )

@@ -55,11 +55,14 @@ def test_report_from_json_equals_report_from_run(run_outputs, capsys):
 
 def test_several_json_files_merge_into_one_report(run_outputs, capsys):
     first = json.loads((run_outputs / "r.json").read_text())
-    second = dict(first, scenarios=first["scenarios"][:1])
+    # another job's run of one scenario (another start time: another run)
+    later = dict(first["scenarios"][0], started_at="2099-01-02T03:04:05+00:00")
+    second = dict(first, scenarios=[later])
     (run_outputs / "second.json").write_text(json.dumps(second))
     assert run_cli(["report", "r.json", "second.json", "--json", "merged.json"]) == 0
     merged = json.loads((run_outputs / "merged.json").read_text())
     assert len(merged["scenarios"]) == len(first["scenarios"]) + 1
+    assert "warning" not in capsys.readouterr().err  # duplicates: tests/test_baseline.py
 
 
 def test_report_refuses_a_file_that_is_not_results(tmp_path, monkeypatch, capsys):
