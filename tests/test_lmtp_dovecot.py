@@ -54,5 +54,7 @@ def test_extension_scenarios_against_postfix(postfix: PostfixServer, name: str):
         SCENARIOS / "extensions" / name, target, recipient=f"alice@{postfix.domain}"
     )
     assert result.verdict == "passed", explain(result)
-    assert all(step.verdict == "passed" for step in result.steps), explain(result)
+    # every step ran and passed, but the skip step, whose when: is false here
+    judged = [step for step in result.steps if step.kind != "skip"]
+    assert all(step.verdict == "passed" for step in judged), explain(result)
     assert result.protocol_violations == [] and result.warnings == []
