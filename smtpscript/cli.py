@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from smtpscript.library import Library, TargetSpec
     from smtpscript.loadmode import LoadPlan
     from smtpscript.model import Scenario
+    from smtpscript.results import RunResult
 
 
 class ExitStatus(enum.IntEnum):
@@ -293,6 +294,26 @@ HtmlOpt = Annotated[
     Path | None, typer.Option("--html", help="Write the HTML report ('-': to stdout).")
 ]
 JunitOpt = Annotated[Path | None, typer.Option("--junit", help="Write JUnit XML ('-': to stdout).")]
+MarkdownOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--markdown",
+        help="Write a Markdown summary for CI job pages, e.g. $GITHUB_STEP_SUMMARY ('-': to "
+        "stdout).",
+    ),
+]
+BaselineOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--baseline",
+        help="Earlier JSON results: mark each finding new / still open, and list what was "
+        "fixed (recap, HTML, Markdown).",
+    ),
+]
+TitleOpt = Annotated[
+    str | None,
+    typer.Option("--title", help="The report's title (default: the library's description)."),
+]
 
 TargetOpt = Annotated[
     list[str] | None,
@@ -434,6 +455,9 @@ def run(
     json_out: JsonOpt = None,
     html_out: HtmlOpt = None,
     junit_out: JunitOpt = None,
+    markdown_out: MarkdownOpt = None,
+    baseline: BaselineOpt = None,
+    title: TitleOpt = None,
     ca_file: Annotated[
         Path | None,
         typer.Option("--ca-file", help="Trust this CA (PEM) for TLS to targets that name none."),
@@ -498,7 +522,9 @@ def run(
     html_out = html_out or _report_folder(defaults.html)
     junit_out = junit_out or _report_folder(defaults.junit)
     reports = {"--json": json_out, "--html": html_out, "--junit": junit_out}
+    reports["--markdown"] = markdown_out
     check_report_paths(reports)  # before connecting anywhere
+    previous = _baseline(baseline)  # a bad baseline file: said before connecting anywhere
     # A report on stdout keeps stdout to itself: the console lines go to stderr.
     on_stdout = any(str(path) == "-" for path in reports.values() if path is not None)
     out = sys.stderr if on_stdout else sys.stdout
@@ -535,7 +561,9 @@ def run(
         colour=colour_wanted(color.value, out),
         fail_on=threshold,
     )
+    view.baseline = previous
     outcome = run_request(request, library, view)
+    outcome.run.title = title or _library_description(library)
     _warn(outcome.warnings)
     if outcome.problems:
         for problem in outcome.problems:
@@ -543,7 +571,12 @@ def run(
         raise typer.Exit(ExitStatus.USAGE)
     with _signals_deferred() as late:  # what finished is on its way to disk: let it land
         failures = write_reports(
-            outcome.run, json_path=json_out, html_path=html_out, junit_path=junit_out
+            outcome.run,
+            json_path=json_out,
+            html_path=html_out,
+            junit_path=junit_out,
+            markdown_path=markdown_out,
+            baseline=previous,
         )
     for failure in failures:
         _err(f"smtpscript: error: {failure.message}")
@@ -595,17 +628,32 @@ def report(
     html_out: HtmlOpt = None,
     junit_out: JunitOpt = None,
     json_out: JsonOpt = None,
+    markdown_out: MarkdownOpt = None,
+    baseline: BaselineOpt = None,
+    title: TitleOpt = None,
 ) -> None:
-    """Render reports again from saved JSON results (several files merge into one)."""
+    """Render reports again from saved JSON results (several files merge into one; a
+    scenario run found twice is counted once, with a warning)."""
     from smtpscript.api import check_report_paths, load_results, write_reports
 
-    if not (html_out or junit_out or json_out):
-        raise typer.BadParameter("give at least one of --html, --junit, --json")
-    check_report_paths({"--json": json_out, "--html": html_out, "--junit": junit_out})
-    merged = load_results(results)
+    if not (html_out or junit_out or json_out or markdown_out):
+        raise typer.BadParameter("give at least one of --html, --junit, --json, --markdown")
+    reports = {"--json": json_out, "--html": html_out, "--junit": junit_out}
+    check_report_paths(reports | {"--markdown": markdown_out})
+    warnings: list[str] = []
+    merged = load_results(results, warnings)
+    _warn(warnings)
+    previous = _baseline(baseline)
+    if title is not None:
+        merged.title = title
     with _signals_deferred() as late:
         failures = write_reports(
-            merged, json_path=json_out, html_path=html_out, junit_path=junit_out
+            merged,
+            json_path=json_out,
+            html_path=html_out,
+            junit_path=junit_out,
+            markdown_path=markdown_out,
+            baseline=previous,
         )
     for failure in failures:
         _err(f"smtpscript: error: {failure.message}")
@@ -616,6 +664,29 @@ def report(
         raise typer.Exit(ExitStatus.INTERNAL)
     if failures:
         raise typer.Exit(ExitStatus.USAGE)
+
+
+def _baseline(path: Path | None) -> RunResult | None:
+    """--baseline FILE: earlier results (several runs' duplicates counted once)."""
+    if path is None:
+        return None
+    from smtpscript.api import load_results
+
+    warnings: list[str] = []
+    previous = load_results([path], warnings)
+    _warn([f"--baseline {line}" for line in warnings])
+    return previous
+
+
+def _library_description(library: Library) -> str:
+    """The config's top-level description, the report's title when --title is not given."""
+    if library.path is None:
+        return ""
+    from smtpscript.yamlsource import read_document
+
+    data = read_document(library.path).data
+    value = data.get("description") if isinstance(data, dict) else None
+    return value.strip() if isinstance(value, str) else ""
 
 
 @app.command()
