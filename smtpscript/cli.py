@@ -321,7 +321,8 @@ TargetOpt = Annotated[
         "--target",
         "-t",
         help="A target of smtpscript.yaml (NAME, @TAG, all), HOST[:PORT], [IPv6]:PORT, "
-        "smtp(s)://, lmtp://, unix:/PATH or sandbox (repeatable).",
+        "smtp(s)://, lmtp://, unix:/PATH, mx:DOMAIN[:PORT] (its MX hosts) or sandbox "
+        "(repeatable).",
         autocompletion=_complete_targets,
     ),
 ]

@@ -129,7 +129,12 @@ def check(target: m.Target, dns: Dns, *, timeout: float = 5.0) -> dict[str, Any]
         facts["starttls"], facts["error"] = exc.starttls, str(exc)
         return facts
     facts["starttls"], facts["certificate"] = True, certificate
-    results = [matches(r, chain, certificate["name_matches"]) for r in records]
+    try:
+        results = [matches(r, chain, certificate["name_matches"]) for r in records]
+    except ValueError as exc:  # a certificate cryptography cannot read: nothing can match
+        facts["records"] = [_record_facts(r, None) for r in records]
+        facts["error"] = f"unreadable certificate in the presented chain: {exc}"
+        return facts
     facts["records"] = [_record_facts(r, ok) for r, ok in zip(records, results, strict=True)]
     usable = [ok for r, ok in zip(records, results, strict=True) if r.usable]
     facts["match"] = any(usable) if usable else None

@@ -769,3 +769,45 @@ def test_dnspython_is_not_imported_by_the_cli_start_up():
 
     code = "import sys, smtpscript.cli; sys.exit('dns' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
+
+
+def test_an_mx_host_without_starttls_cannot_match(world):
+    port = world.port
+    plain = Sandbox(SandboxConfig(host="127.0.0.3", port=port, tls=False, domain="plain.test"))
+    added = {
+        ("plain.test", "MX"): ["10 mx.plain.test."],
+        ("mx.plain.test", "A"): ["127.0.0.3"],
+        (f"_{port}._tcp.mx.plain.test", "TLSA"): [f"3 1 1 {'cd' * 32}"],
+    }
+    world.dns.records.update(added)
+    plain.start()
+    try:
+        [result] = world.run([DANE_CHECK], "mx:plain.test").run.scenarios
+    finally:
+        plain.stop()
+        for key in added:
+            del world.dns.records[key]
+    facts = result.target.facts["dane"]
+    assert facts["starttls"] is False and facts["match"] is None
+    assert facts["error"] == f"127.0.0.3:{port} does not offer STARTTLS"
+    assert facts["records"][0]["matches"] is None
+    assert result.verdict == "failed" and "EHLO advertises STARTTLS" in (result.reason or "")
+
+
+def test_a_policy_server_that_never_answers_costs_the_timeout(world):
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen()
+    try:
+        started = time.monotonic()
+        with pytest.raises(mtasts.FetchError, match=r"no complete answer within 0\.5 s"):
+            mtasts.fetch_policy(
+                "example.test",
+                Dns(world.dns.address),
+                ca_file=str(world.pki.ca_path),
+                port=silent.getsockname()[1],
+                timeout=0.5,
+            )
+        assert time.monotonic() - started < 2
+    finally:
+        silent.close()
