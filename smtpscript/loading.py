@@ -357,6 +357,7 @@ class _Builder:
             tags=tuple(data.get("tags", ())),
             references=tuple(data.get("references", ())),
             remediation=data.get("remediation", ""),
+            finding=data.get("finding", ""),
             skip_reason=data.get("skip_reason", ""),
             target=m.endpoint_from(data.get("target") or {}),
             vars=dict(data.get("vars") or {}),

@@ -177,6 +177,7 @@ class Scenario:
     tags: tuple[str, ...] = ()
     references: tuple[str, ...] = ()
     remediation: str = ""  # how to fix a failure (shown with the finding); may be empty
+    finding: str = ""  # what a failure means, in words (the reports lead with it); may be empty
     skip_reason: str = ""  # why it is skipped when ``when`` is false, in words
     target: Endpoint = field(default_factory=Endpoint)
     vars: dict[str, Any] = field(default_factory=dict)

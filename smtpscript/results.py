@@ -118,6 +118,7 @@ class ScenarioResult:
     verdict: Verdict
     reason: str | None = None  # why failed / error / skipped, one line
     remediation: str = ""  # the scenario's advice on fixing a failure; empty when it gives none
+    finding: str = ""  # the scenario's words for what a failure means; empty when it gives none
     started_at: str = ""  # ISO 8601, UTC
     duration_ms: float = 0.0
     steps: list[StepResult] = field(default_factory=list)

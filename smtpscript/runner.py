@@ -159,6 +159,7 @@ class ScenarioRun:
             tags=list(self.scenario.tags),
             references=list(self.scenario.references),
             remediation=self.scenario.remediation,
+            finding=self.scenario.finding,
             target=self._target_result(),
             verdict=verdict,
             reason=reason,

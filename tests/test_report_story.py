@@ -297,3 +297,23 @@ def test_the_evidence_is_one_click_away(real, tmp_path, browser):
     browser.evaluate(f"{card}.scrollIntoView()")
     ARTIFACTS.mkdir(exist_ok=True)
     browser.screenshot(ARTIFACTS / "report-story-evidence.png", full_page=False)
+
+
+def test_the_finding_key_goes_from_the_scenario_to_every_view():
+    """relay/no-open-relay.yaml says in its own words what a failure means."""
+    from smtpscript.loading import load_paths
+    from smtpscript.sandbox import Sandbox, SandboxConfig
+
+    path = REPO / "scenarios" / "relay" / "no-open-relay.yaml"
+    [scenario] = load_paths([path]).scenarios
+    assert scenario.finding.startswith("The server is an open relay: it took a message")
+    with Sandbox(SandboxConfig(open_relay=True)) as server:
+        run = run_paths([path], targets=[f"{server.host}:{server.port}"], environ={}).run
+    [result] = run.scenarios
+    assert result.verdict == "failed" and result.finding == scenario.finding
+    told = story(result)
+    assert told.words == scenario.finding
+    assert told.beneath.startswith("step 5 (RCPT was accepted, so the message must be refused")
+    assert scenario.finding in render_html(run).replace("\n", " ")
+    [failure] = ET.fromstring(render_junit(run)).iter("failure")
+    assert failure.get("message", "").startswith(scenario.finding + " [step 5 (")

@@ -204,6 +204,15 @@ SCENARIO = {
                 "permit_sasl_authenticated, reject_unauth_destination"
             ],
         },
+        "finding": {
+            "type": "string",
+            "description": "What a failure of this check means, in words anyone can read; "
+            "the reports lead with it, the technical expectation beneath (without it they "
+            "derive the words from the failing step).",
+            "examples": [
+                "The server relayed mail for an outside domain from an unauthenticated client."
+            ],
+        },
         "target": obj(ENDPOINT, "Connection defaults; --target overrides host and port."),
         "secrets": {
             "type": "array",
