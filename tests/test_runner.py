@@ -792,3 +792,18 @@ def test_a_capture_group_that_matched_nothing_is_empty_not_none(tmp_path, target
     result = run_yaml(tmp_path, body, target)
     assert result.verdict == "passed", result.reason
     assert result.steps[-1].sent == ["NOOP []"]
+
+
+def test_a_fail_step_states_the_finding_in_its_own_words(tmp_path, target):
+    body = """
+    vars: {mode: testing}
+    steps:
+      - fail: "the policy is in {{ mode }} mode, not enforce"
+        when: "mode != 'enforce'"
+      - send: "this never goes out"
+    """
+    result = run_yaml(tmp_path, body, target)
+    assert result.verdict == "failed"
+    assert result.reason.endswith("the policy is in testing mode, not enforce")
+    assert result.steps[-1].message == "the policy is in testing mode, not enforce"
+    assert not any("this never goes out" in e.text for e in result.transcript)
