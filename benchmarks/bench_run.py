@@ -108,14 +108,29 @@ def runner_session(scenario: m.Scenario, target: m.Target) -> Session:
     return one
 
 
-def bare_session(host: str, port: int) -> Session:
-    """The same six exchanges with nothing but asyncio streams: the client ceiling."""
+BARE_MESSAGE = b"Subject: bench\r\n\r\nHello from the benchmark.\r\n.\r\n"
+
+
+def bare_session(
+    host: str,
+    port: int,
+    message: bytes = BARE_MESSAGE,
+    *,
+    helo: str = "bench.client.test",
+    sender: str = "bench@client.test",
+    recipient: str = "alice@sandbox.test",
+) -> Session:
+    """The same six exchanges with nothing but asyncio streams: the client ceiling.
+
+    ``message`` is sent as is after the 354: CRLF line ends, dot-stuffed, ending with
+    CRLF.CRLF (benchmarks/bench_anchors.py imports this with a 1 KB message).
+    """
     commands = [
-        b"EHLO bench.client.test\r\n",
-        b"MAIL FROM:<bench@client.test>\r\n",
-        b"RCPT TO:<alice@sandbox.test>\r\n",
+        f"EHLO {helo}\r\n".encode(),
+        f"MAIL FROM:<{sender}>\r\n".encode(),
+        f"RCPT TO:<{recipient}>\r\n".encode(),
         b"DATA\r\n",
-        b"Subject: bench\r\n\r\nHello from the benchmark.\r\n.\r\n",
+        message,
         b"QUIT\r\n",
     ]
 
