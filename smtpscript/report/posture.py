@@ -69,7 +69,7 @@ class Posture:
         parts = [", ".join(f"{n} {s}" for s, n in self.findings) or "no findings"]
         if self.errors:
             parts.append(f"{self.errors} could not be judged")
-        if self.relay is not None:
+        if self.relay is not None:  # a failed relay check is a relay the server accepted
             parts.append(f"relay {self.relay[0]}/{self.relay[1]} accepted")
         if self.tls is not None:
             parts.append(f"STARTTLS {self.tls.words}" if self.starttls else self.tls.words)
