@@ -159,6 +159,7 @@ def run_request(
         return _run_load(request.load, scenarios, specs, options, view, warnings, request.workers)
     with _started_targets(specs, scenarios) as targets:
         pairs = [(s, t) for t in targets for s in scenarios]
+        plan = {(s.file, t.name): i for i, (s, t) in enumerate(pairs)}
         if request.last_failed:
             pairs, note = _last_failed_pairs(pairs, memory)
             warnings.append(note)
@@ -181,6 +182,8 @@ def run_request(
             if view:
                 view.clear()  # no progress line left behind on the terminal
             raise
+    for scenario_result in result.scenarios:
+        scenario_result.plan_index = plan.get((scenario_result.file, scenario_result.target.name))
     if view:
         view.summary(result)
     failure = memory.update(result.scenarios)

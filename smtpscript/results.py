@@ -127,6 +127,9 @@ class ScenarioResult:
     # our side's doubtful moves, e.g. DSN parameters the server did not offer
     warnings: list[str] = field(default_factory=list)
     internal_error: bool = False  # the run hit a bug in smtpscript (the CLI exits 3)
+    # its place in the whole run's plan (targets x scenarios), also in a shard's results:
+    # merged shards are put back in the order one unsharded run would have
+    plan_index: int | None = None
 
     @property
     def is_finding(self) -> bool:
@@ -292,13 +295,22 @@ def merge(runs: list[RunResult]) -> RunResult:
     for run in runs:
         for t in run.targets:
             targets.setdefault((t.name, t.host, t.port), t)
+    scenarios = [s for r in runs for s in r.scenarios]
+    if scenarios and all(s.plan_index is not None for s in scenarios):
+        # shards of one plan: back in the order of a run that was not sharded
+        scenarios.sort(key=lambda s: s.plan_index)  # type: ignore[arg-type, return-value]
+        first = {}
+        for s in scenarios:
+            first.setdefault((s.target.name, s.target.host, s.target.port), s.plan_index)
+        ordered = sorted(targets, key=lambda key: first.get(key, len(scenarios)))
+        targets = {key: targets[key] for key in ordered}
     return RunResult(
         tool_version=runs[0].tool_version,
         started_at=min(r.started_at for r in runs),
         finished_at=max(r.finished_at for r in runs),
         duration_ms=sum(r.duration_ms for r in runs),
         targets=list(targets.values()),
-        scenarios=[s for r in runs for s in r.scenarios],
+        scenarios=scenarios,
         incomplete="; ".join(r.incomplete for r in runs if r.incomplete) or None,
         title=next((r.title for r in runs if r.title), ""),
     )

@@ -551,3 +551,42 @@ def test_workers_share_out_targets_and_give_the_same_results(
     seen = {n: _lab_run(capsys, f"w{n}", "-j", "8", "--workers", n) for n in ("1", "2")}
     seen = {n: (lines[:-1], results) for n, (lines, results) in seen.items()}  # total time
     assert seen["1"] == seen["2"]
+
+
+def _smtpscript(folder: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "smtpscript", *args],
+        cwd=folder,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+_CLOCKS = re.compile(  # timestamps and durations: what differs between two runs
+    r"\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d[+\dZ:]*|\d\d:\d\d:\d\d( UTC)?"
+    r"|\d+(\.\d+)?\s?(ms|s)\b|duration[^<]*|(?<=\"t\">)\s*[\d.]+"
+)
+
+
+def test_shards_run_apart_merge_into_the_unsharded_report(tmp_path, sandboxes):
+    _inventory(tmp_path, sandboxes)
+    _twenty(tmp_path)
+    whole = _smtpscript(tmp_path, "run", "-t", "@lab", "--json", "whole.json")
+    assert whole.returncode == 1, whole.stderr
+    for index in (1, 2, 3):  # three processes, as three CI jobs would be
+        shard = _smtpscript(
+            tmp_path, "run", "-t", "@lab", "--shard", f"{index}/3", "--json", f"shard{index}.json"
+        )
+        assert shard.returncode in (0, 1), shard.stderr
+    merged = _smtpscript(
+        tmp_path, "report", "shard1.json", "shard2.json", "shard3.json",
+        "--json", "merged.json", "--html", "merged.html",
+    )  # fmt: skip
+    assert merged.returncode == 0, merged.stderr
+    assert _smtpscript(tmp_path, "report", "whole.json", "--html", "whole.html").returncode == 0
+    whole_data = _stable(json.loads((tmp_path / "whole.json").read_text()))
+    merged_data = _stable(json.loads((tmp_path / "merged.json").read_text()))
+    assert merged_data == whole_data
+    pages = [_CLOCKS.sub("", (tmp_path / f"{n}.html").read_text()) for n in ("whole", "merged")]
+    assert pages[0] == pages[1]

@@ -102,7 +102,7 @@ def test_schema_matches_dataclass_fields(schema: dict[str, Any], name: str, cls:
 # Properties added after the first release of format 1: optional, so older files stay valid.
 ADDED_IN_FORMAT_1 = {
     "RunResult": {"incomplete", "title", "load"},
-    "ScenarioResult": {"internal_error", "warnings", "remediation", "finding"},
+    "ScenarioResult": {"internal_error", "warnings", "remediation", "finding", "plan_index"},
     "TranscriptEntry": {"step"},
     "StepResult": {"file", "included_from"},
     "TargetInfo": {"facts"},
