@@ -16,6 +16,14 @@ from smtpscript.results import from_dict
 REPO = Path(__file__).resolve().parent.parent
 SCENARIOS = REPO / "scenarios"
 RELAY_FILE = display_name(SCENARIOS / "relay" / "no-open-relay.yaml")  # as reasons name it
+# the line of its connect step, where a connection problem is placed
+RELAY_CONNECT = next(
+    n
+    for n, line in enumerate(
+        (SCENARIOS / "relay" / "no-open-relay.yaml").read_text().splitlines(), 1
+    )
+    if line.startswith("  - connect:")
+)
 
 
 def scenario(tmp_path: Path, steps: str, extra: str = "", name: str = "s.yaml") -> Path:
@@ -99,7 +107,7 @@ def test_unreachable_host_is_one_clear_line(capsys):
     assert out.splitlines()[0].startswith(f"ERROR 127.0.0.1:{port}  Refuses to relay")
     problem = [line for line in _before_recap(out) if "refused" in line]
     assert problem == [
-        f"      {RELAY_FILE}:16: steps[0] (connect 127.0.0.1:{port}): "
+        f"      {RELAY_FILE}:{RELAY_CONNECT}: steps[0] (connect 127.0.0.1:{port}): "
         f"connection refused by 127.0.0.1:{port}"
     ]
     assert err == ""
@@ -114,7 +122,7 @@ def test_dns_failure_is_one_clear_line(capsys):
     problem = [line for line in _before_recap(out) if "resolve" in line]
     assert len(problem) == 1
     assert problem[0].startswith(
-        f"      {RELAY_FILE}:16: steps[0] (connect nonexistent.invalid:2525): "
+        f"      {RELAY_FILE}:{RELAY_CONNECT}: steps[0] (connect nonexistent.invalid:2525): "
         "cannot resolve host 'nonexistent.invalid': "
     )
     assert time.monotonic() - started < 15
