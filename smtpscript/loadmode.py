@@ -14,7 +14,7 @@ import datetime as dt
 import signal
 import time
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from smtpscript import __version__
 from smtpscript import model as m
@@ -67,6 +67,12 @@ class LoadAggregate:
         self.kept: list[ScenarioResult] = []
         self._kept_failures = self._kept_passes = 0
         self.first: ScenarioResult | None = None
+
+    def would_keep(self, verdict: str) -> bool:
+        """Would a session with this verdict be kept whole (so its transcript is needed)?"""
+        if verdict in ("failed", "error"):
+            return self._kept_failures < self.plan.keep_failures
+        return self._kept_passes < self.plan.keep_passes
 
     def add(self, result: ScenarioResult) -> None:
         self.first = self.first or result
@@ -152,6 +158,9 @@ async def load(
 ) -> LoadOutcome:
     """Run the plan; a signal (``stop``) ends it early with what finished."""
     aggregate = LoadAggregate(plan)
+    # a session's result is folded in as soon as it is made (no await in between), so the
+    # aggregate can say at that moment whether its transcript is worth building
+    options = replace(options, keep_transcript=aggregate.would_keep)
     slots = asyncio.Semaphore(plan.concurrency)
     in_flight: set[asyncio.Task[None]] = set()
     started_at = _now()

@@ -78,6 +78,8 @@ class RunOptions:
     default_timeout: float | None = None  # per reply, where scenario and target say nothing
     exitfirst: bool = False  # -x: start no new run after the first failure or error
     loop: str | None = None  # --loop auto|asyncio|uvloop (None: $SMTPSCRIPT_LOOP, else auto)
+    # a run ending with this verdict will be kept whole? (None: always; load mode asks)
+    keep_transcript: Callable[[str], bool] | None = None
 
 
 @dataclass
@@ -166,12 +168,20 @@ class ScenarioRun:
             started_at=started_at,
             duration_ms=round((time.monotonic() - t0) * 1000, 3),
             steps=self.steps,
-            transcript=transcript.build(self.events, self.tracker, self.marks),
+            transcript=self._transcript(verdict),
             protocol_violations=self.violations,
             warnings=self.warnings,
             internal_error=self.internal_error,
         )
         return _redacted(result, self.tracker)
+
+    def _transcript(self, verdict: Verdict) -> list[Any]:
+        """The conversation as display lines, unless nobody will look at it (load mode keeps
+        a sample of whole sessions: the others need not pay for escaping every line)."""
+        wanted = self.options.keep_transcript
+        if wanted is not None and not wanted(verdict):
+            return []
+        return transcript.build(self.events, self.tracker, self.marks)
 
     async def _run_guarded(self) -> tuple[Verdict, str | None]:
         """Run the scenario; whatever goes wrong becomes this run's verdict, never an exception."""
