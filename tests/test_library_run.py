@@ -175,8 +175,19 @@ def test_three_targets_by_twenty_scenarios_give_the_same_results_and_order_at_an
 # --- the per-target cap, counted at the server ---------------------------------------------
 
 
+# connect first: the connection is held through the sleep (a sleep before any step that
+# needs one would come before the implicit connect)
+HOLD_A_CONNECTION = "- connect: {}\n- sleep: 0.3\n- send: NOOP"
+
+
 class CountingProxy:
-    """A TCP relay in front of a server that counts the connections open at once."""
+    """A TCP relay in front of a server that counts the sessions open at once.
+
+    A session counts from its accept until its client sends QUIT (or, without one, until
+    it closes): the client waits for the 221 this relay passes on before it closes and
+    lets the next run start, so a QUIT is always seen before the next session's accept,
+    where a close may be noticed after it.
+    """
 
     def __init__(self, upstream: tuple[str, int]):
         self.upstream = upstream
@@ -202,6 +213,7 @@ class CountingProxy:
     def _relay(self, client: socket.socket) -> None:
         server = socket.create_connection(self.upstream, timeout=10)
         peers = {client: server, server: client}
+        counted = True
         with selectors.DefaultSelector() as selector:
             for sock in peers:
                 selector.register(sock, selectors.EVENT_READ)
@@ -210,16 +222,24 @@ class CountingProxy:
                     events = selector.select(timeout=10)
                     if not events:
                         break
-                    data = events[0][0].fileobj.recv(65536)  # type: ignore[union-attr]
+                    source = events[0][0].fileobj
+                    data = source.recv(65536)  # type: ignore[union-attr]
                     if not data:
                         break
-                    peers[events[0][0].fileobj].sendall(data)  # type: ignore[index]
+                    if source is client and counted and b"QUIT\r\n" in data:
+                        counted = self._done()
+                    peers[source].sendall(data)  # type: ignore[index]
             except OSError:
                 pass
-        with self.lock:
-            self.open -= 1
+        if counted:
+            self._done()
         client.close()
         server.close()
+
+    def _done(self) -> bool:
+        with self.lock:
+            self.open -= 1
+        return False
 
     def close(self) -> None:
         self.listener.close()
@@ -235,7 +255,7 @@ def test_the_per_target_cap_holds_at_the_server(tmp_path, sandboxes, cap, expect
             f"smtpscript: 1\ntargets:\n  mx: {{host: 127.0.0.1, port: {proxy.port}{extra}}}\n",
         )
         for n in range(8):
-            scenario(tmp_path / "scenarios", f"slow{n}", "- sleep: 0.15\n- send: NOOP")
+            scenario(tmp_path / "scenarios", f"slow{n}", HOLD_A_CONNECTION)
         outcome = run_request(RunRequest(targets=["mx"], jobs=16), load_library(cwd=tmp_path))
     finally:
         proxy.close()
@@ -248,7 +268,7 @@ def test_max_connections_on_the_command_line_sets_the_default(tmp_path, sandboxe
     proxy = CountingProxy((sandboxes[0].host, sandboxes[0].port))
     try:
         for n in range(6):
-            scenario(tmp_path / "scenarios", f"slow{n}", "- sleep: 0.15\n- send: NOOP")
+            scenario(tmp_path / "scenarios", f"slow{n}", HOLD_A_CONNECTION)
         request = RunRequest(
             paths=[tmp_path / "scenarios"],
             targets=[f"127.0.0.1:{proxy.port}"],
