@@ -524,6 +524,14 @@ def dedupe_runs(named: list[tuple[Path, RunResult]]) -> tuple[list[RunResult], l
     kept: list[RunResult] = []
     warnings = []
     for path, run in named:
+        if run.load is not None:  # a load run's samples are many sessions of one pair
+            key = (run.load.scenario, run.load.target, f"load run {run.started_at}")
+            if key in seen:
+                warnings.append(f"{path}: the same load run as {seen[key]}: counted once")
+            else:
+                seen[key] = Path(path)
+                kept.append(run)
+            continue
         unique: list[ScenarioResult] = []
         copies: dict[Path, list[ScenarioResult]] = {}
         for result in run.scenarios:

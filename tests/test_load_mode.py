@@ -134,3 +134,18 @@ def test_workers_split_a_load_run_and_add_it_up(tmp_path, capsys):
     load = data["load"]
     assert load["sessions"] == 41 and load["verdicts"] == {"passed": 41}
     assert load["session"]["count"] == 41 and load["kept"] == 3
+
+
+def test_the_html_report_of_a_load_run_shows_the_aggregates(tmp_path, capsys):
+    html = tmp_path / "r.html"
+    status, _, data = _load_run(
+        tmp_path, capsys, "- send: NOOP\n  name: '<b>noop</b>'", "--repeat", "20", "--html", html
+    )
+    assert status == 0
+    page = html.read_text()
+    assert "Load run" in page and "20 passed" in page and "sessions/s" in page
+    assert "&lt;b&gt;noop&lt;/b&gt;" in page and "<b>noop</b>" not in page  # names stay text
+    # the report renders again from the JSON, the same
+    (tmp_path / "r.json").write_text(json.dumps(data))
+    assert cli(capsys, "report", tmp_path / "r.json", "--html", tmp_path / "again.html")[0] == 0
+    assert (tmp_path / "again.html").read_text() == page

@@ -172,6 +172,7 @@ def _environment() -> Environment:
         lstrip_blocks=True,
     )
     env.filters["ms"] = format_ms
+    env.filters["load_row"] = lambda step: (f"{step.path} {step.name}", step.latency)
     env.filters["when"] = format_when
     return env
 
