@@ -176,6 +176,7 @@ class ConsoleView:
 
         comparison = compare(run, self.baseline) if self.baseline is not None else None
         bad = [r for r in run.scenarios if r.verdict in ("failed", "error")]
+        fixes_shown: dict[str, str] = {}  # remediation -> the title it was first shown for
         if bad:
             self._line(f"failures and errors ({len(bad)}):")
         for result in bad:
@@ -192,7 +193,7 @@ class ConsoleView:
                     self._line(f"{_INDENT}{_safe(line)}")
             fix = getattr(result, "remediation", None)
             if fix and result.verdict == "failed":
-                self._line(f"{_INDENT}fix: {_safe(fix)}")
+                self._line(f"{_INDENT}fix: {_safe(_fix_line(fix, fixes_shown, result.title))}")
         if comparison is not None:
             when = comparison.baseline_started_at or "unknown time"
             self._line(f"since the baseline of {_safe(when)}: {comparison.summary()}")
@@ -238,6 +239,24 @@ def summary_line(run: RunResult) -> str:
         f"smtpscript: {len(run.scenarios)} scenario runs: {', '.join(parts)} "
         f"in {run.duration_ms / 1000:.2f}s{tail}"
     )
+
+
+FIX_CHARS = 200  # of a remediation in the recap; the reports have all of it
+
+
+def _fix_line(fix: str, shown: dict[str, str], title: str) -> str:
+    """A remediation in the recap: its first sentence (the reports have the rest), and
+    'as for ...' when an earlier failure had the same one (nine smuggling findings, one
+    fix)."""
+    if fix in shown:
+        return f"as for {shown[fix]}"
+    shown[fix] = title
+    text = " ".join(fix.split())
+    first, more, _ = text.partition(". ")
+    if not more and len(text) <= FIX_CHARS:
+        return text  # one sentence: as written
+    first = first if len(first) <= FIX_CHARS else first[: FIX_CHARS - 1].rstrip() + "…"
+    return f"{first.rstrip('.')}. (more in the report)"
 
 
 def load_lines(run: RunResult) -> list[str]:

@@ -584,3 +584,19 @@ def test_verbose_on_a_real_run_pipelined(sandbox_target, tmp_path):
         "* connected to 127.0.0.1:"
         in lines[lines.index("      step 1 (connect (implicit)) line 4") + 1]
     )
+
+
+def test_the_recap_gives_a_long_fix_once_and_its_first_sentence_only():
+    fix = "Set smtpd_forbid_bare_newline = normalize. Then reload Postfix and test again."
+    results = [result(f"smuggling {n}", "failed", remediation=fix) for n in (1, 2)]
+    out = io.StringIO()
+    view = ConsoleView(out, colour=False)
+    view.start(2)
+    for index, one in enumerate(results):
+        view.result(index, one)
+    view.summary(RunResult(scenarios=results))
+    fixes = [line.strip() for line in out.getvalue().splitlines() if "fix:" in line]
+    assert fixes == [
+        "fix: Set smtpd_forbid_bare_newline = normalize. (more in the report)",
+        "fix: as for smuggling 1",
+    ]
