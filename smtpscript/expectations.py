@@ -6,6 +6,8 @@ JUnit and HTML can show it as it is.
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 from smtpscript.model import Expectation, TlsExpectation
 from smtpscript.patterns import ANY_REPLY, CodePattern
 from smtpscript.protocol import Reply
@@ -33,6 +35,7 @@ def codes_of(expect: Expectation, default: CodePattern) -> CodePattern:
     return expect.codes or default
 
 
+@lru_cache(maxsize=4096)  # per step, every session: the same few expectations again and again
 def describe(expect: Expectation, default: CodePattern) -> str:
     """Human wording of an expectation: '550 or 554, status 5.7.x, matching /relay/'."""
     parts = [str(codes_of(expect, default))]
