@@ -145,3 +145,32 @@ def templates(*keys: str) -> Check:
                     checker.template(value[key], (*path, key))
 
     return check
+
+
+def reason_action(
+    name: str, order: int, description: str, example: str, run: Run, summary: str
+) -> ActionSpec:
+    """An action whose value is one sentence (a template), meant to go with when:
+    (skip, fail): it needs no connection and reads no reply."""
+
+    def check(value: Any, path: JsonPath, checker: Checker) -> None:
+        if isinstance(value, str):
+            checker.template(value, path)
+
+    return ActionSpec(
+        name=name,
+        order=order,
+        schema={
+            "type": "string",
+            "minLength": 1,
+            "description": description,
+            "examples": [example],
+        },
+        build=str,
+        run=run,
+        default_expect=None,
+        check=check,
+        needs_connection=False,
+        summary=summary,
+    )
+

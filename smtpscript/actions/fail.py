@@ -6,42 +6,21 @@ decide. The step fails with the reason as its message, exactly as written.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
-
-from smtpscript.actions.base import ActionSpec, StepContext
-from smtpscript.actions.skip import check
+from smtpscript.actions.base import StepContext, reason_action
 
 
-@dataclass(frozen=True)
-class Fail:
-    reason: str  # a template
+async def run(ctx: StepContext, reason: str) -> None:
+    text = ctx.render(reason)
+    ctx.label(text)
+    ctx.fail(text)
 
 
-async def run(ctx: StepContext, action: Fail) -> None:
-    reason = ctx.render(action.reason)
-    ctx.label(reason)
-    ctx.fail(reason)
-
-
-def build(value: Any) -> Fail:
-    return Fail(str(value))
-
-
-SPEC = ActionSpec(
-    name="fail",
-    order=96,
-    schema={
-        "type": "string",
-        "minLength": 1,
-        "description": "Fail this step with this finding (a template); give it a when: "
-        "that is true when the finding holds, e.g. a DNS or policy fact.",
-        "examples": ["the MTA-STS policy is in {{ mta_sts.mode }} mode, not enforce"],
-    },
-    build=build,
-    run=run,
-    default_expect=None,
-    check=check,
-    needs_connection=False,
-    summary="fail the step with a finding in words (use with when:)",
+SPEC = reason_action(
+    "fail",
+    96,
+    "Fail this step with this finding (a template); give it a when: that is true when the "
+    "finding holds, e.g. a DNS or policy fact.",
+    "the MTA-STS policy is in {{ mta_sts.mode }} mode, not enforce",
+    run,
+    "fail the step with a finding in words (use with when:)",
 )
