@@ -1,6 +1,16 @@
 """Benchmark: render the HTML report (and JUnit) for 1,000 scenario results.
 
     PYTHONPATH=. python benchmarks/bench_report.py [--scenarios N] [--repeat R] [--keep DIR]
+    PYTHONPATH=. python benchmarks/bench_report.py --scenarios 5000 --json-write --report-cli \
+        [--smtpscript DIR] [--no-html]
+
+--json-write: in a fresh child process, builds the run and writes its JSON results
+the way ``run --json`` does (api.write_reports): time, RSS before, peak RSS
+(getrusage) and the tracemalloc peak of the write alone. --report-cli: writes
+the results once (indented, as older releases did) and times
+``smtpscript report results.json --html out.html`` in a child: wall time and
+its peak RSS (os.wait4). --smtpscript DIR: the children import smtpscript from
+DIR (e.g. an unpacked ``git archive`` of an older commit) to compare before/after.
 
 Builds a realistic RunResult: N scenario runs spread over 4 targets, ~8 steps
 each (connect, EHLO with a capability list, STARTTLS with TLS facts, MAIL,
@@ -14,9 +24,13 @@ Not a test: it prints figures only.
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import random
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -193,12 +207,114 @@ def _time(fn, repeat: int) -> tuple[float, float, str]:
     return cold, statistics.median(warm) if warm else cold, out
 
 
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+
+# Runs in a child: argv = scenarios, out path. Prints one JSON line of figures.
+_JSON_CHILD = """
+import gc, json, resource, sys, time, tracemalloc
+from pathlib import Path
+sys.path.insert(0, {bench!r})
+from bench_report import build_run
+from smtpscript.api import write_reports
+
+def rss_kb():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * resource.getpagesize() // 1024
+
+run = build_run(int(sys.argv[1]))
+out = Path(sys.argv[2])
+gc.collect()
+before = rss_kb()
+start = time.perf_counter()
+assert write_reports(run, json_path=out) == []
+elapsed = time.perf_counter() - start
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+tracemalloc.start()
+assert write_reports(run, json_path=out) == []
+traced = tracemalloc.get_traced_memory()[1]
+tracemalloc.stop()
+print(json.dumps({{"seconds": elapsed, "rss_before_kb": before, "peak_rss_kb": peak,
+                  "traced_peak_kb": traced // 1024, "bytes": out.stat().st_size}}))
+"""
+
+
+def _child_env(smtpscript: Path) -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": str(smtpscript)}
+
+
+def _wait(argv: list[str], env: dict[str, str]) -> tuple[float, int, str]:
+    """Run a child to its end: wall seconds, its own peak RSS (kB), its stdout."""
+    start = time.perf_counter()
+    child = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert child.stdout is not None and child.stderr is not None
+    out = child.stdout.read()
+    err = child.stderr.read()
+    _, status, usage = os.wait4(child.pid, 0)
+    child.returncode = os.waitstatus_to_exitcode(status)
+    seconds = time.perf_counter() - start
+    if child.returncode != 0:
+        raise SystemExit(f"{argv[:4]}...: exit {child.returncode}: {err.decode()[-2000:]}")
+    return seconds, usage.ru_maxrss, out.decode()
+
+
+def bench_json_write(n: int, smtpscript: Path, folder: Path) -> dict[str, float]:
+    code = _JSON_CHILD.format(bench=str(HERE))
+    out = folder / "written.json"
+    _, _, text = _wait([sys.executable, "-c", code, str(n), str(out)], _child_env(smtpscript))
+    figures = json.loads(text)
+    print(
+        f"json write ({n} results): {figures['seconds']:.2f} s, "
+        f"RSS {figures['rss_before_kb'] / 1024:.0f} MB before -> peak "
+        f"{figures['peak_rss_kb'] / 1024:.0f} MB "
+        f"(+{(figures['peak_rss_kb'] - figures['rss_before_kb']) / 1024:.0f} MB), "
+        f"tracemalloc peak of the write {figures['traced_peak_kb'] / 1024:.1f} MB, "
+        f"file {figures['bytes'] / 1e6:.1f} MB"
+    )
+    return figures
+
+
+def bench_report_cli(n: int, smtpscript: Path, folder: Path) -> dict[str, float]:
+    from smtpscript.results import to_dict
+
+    results = folder / "results.json"
+    # written as older releases did (indent=2), so before and after read the same file
+    results.write_text(
+        json.dumps(to_dict(build_run(n)), indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
+    )
+    argv = [sys.executable, "-m", "smtpscript", "report", str(results), "--html"]
+    seconds, peak, _ = _wait([*argv, str(folder / "out.html")], _child_env(smtpscript))
+    print(
+        f"report --html ({n} results, {results.stat().st_size / 1e6:.1f} MB input): "
+        f"{seconds:.2f} s wall, peak RSS {peak / 1024:.0f} MB"
+    )
+    return {"seconds": seconds, "peak_rss_kb": peak}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scenarios", type=int, default=1000)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--keep", type=Path, help="write report.html and junit.xml here")
+    parser.add_argument("--json-write", action="store_true", help="time writing JSON results")
+    parser.add_argument(
+        "--report-cli", action="store_true", help="time `smtpscript report --html` on results"
+    )
+    parser.add_argument(
+        "--smtpscript", type=Path, default=REPO, help="children import smtpscript from here"
+    )
+    parser.add_argument("--no-html", action="store_true", help="skip the in-process renders")
     args = parser.parse_args(argv)
+
+    if args.json_write or args.report_cli:
+        print(f"smtpscript from {args.smtpscript.resolve()}")
+        with tempfile.TemporaryDirectory(prefix="bench-report-") as tmp:
+            if args.json_write:
+                bench_json_write(args.scenarios, args.smtpscript, Path(tmp))
+            if args.report_cli:
+                bench_report_cli(args.scenarios, args.smtpscript, Path(tmp))
+        if args.no_html:
+            return 0
 
     run = build_run(args.scenarios)
     from smtpscript.report import render_html, render_junit

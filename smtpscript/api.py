@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
@@ -386,8 +386,12 @@ def write_reports(
     markdown_path: Path | None = None,
     baseline: RunResult | None = None,
     stdout: TextIO | None = None,
+    json_indent: int | None = None,
 ) -> list[ReportError]:
     """Write the requested views of a run; ``-`` writes one to ``stdout``.
+
+    The JSON results are compact unless ``json_indent`` is given, and streamed: written
+    one scenario result at a time, never held whole in memory (results.iter_json).
 
     ``baseline``: earlier results; the HTML report and the Markdown summary then mark
     each finding new or still open and list what was fixed (smtpscript.baseline).
@@ -397,8 +401,8 @@ def write_reports(
     from smtpscript.baseline import compare
 
     comparison = compare(run, baseline) if baseline is not None else None
-    views: list[tuple[str, Path | None, Callable[[], str]]] = [
-        ("JSON results", json_path, lambda: _json_text(run)),
+    views: list[tuple[str, Path | None, Callable[[], str | Iterable[str]]]] = [
+        ("JSON results", json_path, lambda: _json_chunks(run, json_indent)),
         ("HTML report", html_path, lambda: _html_text(run, comparison)),
         ("JUnit XML", junit_path, lambda: _junit_text(run)),
         ("Markdown summary", markdown_path, lambda: _markdown_text(run, comparison)),
@@ -418,10 +422,10 @@ def write_reports(
     return errors
 
 
-def _json_text(run: RunResult) -> str:
-    from smtpscript.results import to_json
+def _json_chunks(run: RunResult, indent: int | None = None) -> Iterator[str]:
+    from smtpscript.results import iter_json
 
-    return to_json(run) + "\n"
+    return iter_json(run, indent)
 
 
 def _html_text(run: RunResult, comparison: Comparison | None = None) -> str:
@@ -442,17 +446,21 @@ def _markdown_text(run: RunResult, comparison: Comparison | None = None) -> str:
     return render_markdown(run, comparison)
 
 
-def _write_view(path: Path, text: str, stdout: TextIO | None) -> None:
+def _write_view(path: Path, text: str | Iterable[str], stdout: TextIO | None) -> None:
+    """Write a view: one string, or the pieces of a streamed one (JSON results)."""
+    chunks = [text] if isinstance(text, str) else text
     if str(path) == STDOUT:
         out = stdout or sys.stdout
         try:
             out.flush()
             binary = getattr(out, "buffer", None)
             if binary is not None:  # a report is UTF-8 (it says so), whatever the terminal is
-                binary.write(text.encode("utf-8"))
+                for chunk in chunks:
+                    binary.write(chunk.encode("utf-8"))
                 binary.flush()
             else:
-                out.write(text)
+                for chunk in chunks:
+                    out.write(chunk)
                 out.flush()
         except BrokenPipeError:
             pass  # the reader went away (| head): its choice, not a failed report
@@ -461,10 +469,12 @@ def _write_view(path: Path, text: str, stdout: TextIO | None) -> None:
     try:
         with open(path, "w", encoding="utf-8") as handle:
             opened = True
-            handle.write(text)
-    except OSError:
-        # Disk full mid-write: a truncated report would mislead, so remove it (only
-        # what we truncated, and only a regular file: never a device like /dev/full).
+            for chunk in chunks:
+                handle.write(chunk)
+    except BaseException:
+        # Disk full mid-write, or a streamed view that failed half-way (a bug, ^C): a
+        # truncated report would mislead, so remove it (only what we truncated, and
+        # only a regular file: never a device like /dev/full).
         if opened:
             with contextlib.suppress(OSError):
                 if path.is_file():
@@ -482,7 +492,7 @@ def load_results(paths: Sequence[Path], warnings: list[str] | None = None) -> Ru
     counted once, and ``warnings`` gets a line naming both files (see dedupe_runs).
     """
     from smtpscript.results import RESULTS_FORMAT, from_dict, merge
-    from smtpscript.schemafile import reader_validator
+    from smtpscript.schemafile import reader_fast_check, reader_validator
 
     runs = []
     for path in paths:
@@ -497,8 +507,13 @@ def load_results(paths: Sequence[Path], warnings: list[str] | None = None) -> Ru
                 f"{path}: unsupported results format {_short(repr(data['format']))} (this "
                 f"smtpscript reads format {RESULTS_FORMAT})"
             )
+        fast = reader_fast_check("results")
         try:
-            error = next(iter(reader_validator("results").iter_errors(data)), None)
+            # the compiled check says "valid" quickly; jsonschema (slow on big files)
+            # only explains a rejection, or checks every file if the schema won't compile
+            error = None
+            if fast is None or not fast(data):
+                error = next(iter(reader_validator("results").iter_errors(data)), None)
         except RecursionError:
             raise ConfigError(f"{path}: not smtpscript results: nested too deeply") from None
         if error is not None:

@@ -290,6 +290,16 @@ def _listing_json(targets: dict[str, TargetSpec], scenarios: list[Scenario]) -> 
 JsonOpt = Annotated[
     Path | None, typer.Option("--json", help="Write JSON results ('-': to stdout).")
 ]
+JsonIndentOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--json-indent",
+        min=0,
+        max=16,
+        metavar="N",
+        help="Indent the JSON results by N spaces, for humans (default: compact).",
+    ),
+]
 HtmlOpt = Annotated[
     Path | None, typer.Option("--html", help="Write the HTML report ('-': to stdout).")
 ]
@@ -454,6 +464,7 @@ def run(
         ),
     ] = None,
     json_out: JsonOpt = None,
+    json_indent: JsonIndentOpt = None,
     html_out: HtmlOpt = None,
     junit_out: JunitOpt = None,
     markdown_out: MarkdownOpt = None,
@@ -578,6 +589,7 @@ def run(
             junit_path=junit_out,
             markdown_path=markdown_out,
             baseline=previous,
+            json_indent=json_indent,
         )
     for failure in failures:
         _err(f"smtpscript: error: {failure.message}")
@@ -629,6 +641,7 @@ def report(
     html_out: HtmlOpt = None,
     junit_out: JunitOpt = None,
     json_out: JsonOpt = None,
+    json_indent: JsonIndentOpt = None,
     markdown_out: MarkdownOpt = None,
     baseline: BaselineOpt = None,
     title: TitleOpt = None,
@@ -655,6 +668,7 @@ def report(
             junit_path=junit_out,
             markdown_path=markdown_out,
             baseline=previous,
+            json_indent=json_indent,
         )
     for failure in failures:
         _err(f"smtpscript: error: {failure.message}")

@@ -9,9 +9,11 @@ reaches a result (see templating.SecretTracker).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import re
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -224,15 +226,88 @@ def to_dict(run: RunResult) -> dict[str, Any]:
     return data
 
 
-def to_json(run: RunResult) -> str:
-    text = json.dumps(to_dict(run), indent=2, ensure_ascii=False)
+def to_json(run: RunResult, indent: int | None = 2) -> str:
+    """The JSON text of to_dict(run), without the trailing newline a file gets."""
+    return "".join(iter_json(run, indent)).removesuffix("\n")
+
+
+def write_json(run: RunResult, path: Path, indent: int | None = None) -> None:
+    with open(path, "w", encoding="utf-8") as handle:
+        for chunk in iter_json(run, indent):
+            handle.write(chunk)
+
+
+def iter_json(run: RunResult, indent: int | None = None) -> Iterator[str]:
+    """The JSON results file in pieces (a trailing newline included), for streaming.
+
+    The same value as ``to_dict(run)`` (keys in the same order; json.dumps of it with
+    the same ``indent`` gives the same text), but built one scenario result at a time:
+    writing 5,000 results never holds the whole text, nor a dict tree of every result.
+    ``indent=None``: compact (no spaces); a number: indented for humans.
+    Lone surrogates come out as the text ``\\udcXX`` (see escape_surrogates).
+    """
+    if indent is None:
+        dumps = _DUMPS_COMPACT
+        item, nl, pad, pad2 = ",", "", "", ""
+    else:
+        dumps = functools.partial(_DUMPS_COMPACT, indent=indent, separators=(",", ": "))
+        item, nl, pad, pad2 = ",", "\n", "\n" + " " * indent, "\n" + " " * (2 * indent)
+    colon = ":" if indent is None else ": "
+    yield "{"
+    first = True
+    for name in _RUN_FIELDS:
+        value = getattr(run, name)
+        if (name == "load" and value is None) or (name == "title" and not value):
+            continue  # written only when there is one: older files match
+        key = ("" if first else item) + pad + dumps(name) + colon
+        first = False
+        if name != "scenarios":
+            yield _escape_json(key + dumps(value).replace("\n", pad))
+        elif not value:
+            yield key + "[]"
+        else:
+            yield key + "["
+            for n, result in enumerate(value):
+                text = dumps(result).replace("\n", pad2)
+                yield _escape_json(("" if n == 0 else item) + pad2 + text)
+            yield pad + "]"
+    yield nl + "}\n"
+
+
+def _escape_json(text: str) -> str:
     # json.dumps leaves lone surrogates raw inside strings, where UTF-8 cannot hold them:
     # write them as the text \udcXX (a JSON-escaped backslash), as every view shows them.
-    return _SURROGATE.sub(lambda m: f"\\\\u{ord(m.group()):04x}", text)
+    try:
+        text.encode("utf-8")  # far quicker than the regex on text that has none
+    except UnicodeEncodeError:
+        return _SURROGATE.sub(lambda m: f"\\\\u{ord(m.group()):04x}", text)
+    return text
 
 
-def write_json(run: RunResult, path: Path) -> None:
-    path.write_text(to_json(run) + "\n", encoding="utf-8")
+def _plain(obj: object) -> dict[str, Any]:
+    """json.dumps' ``default``: a dataclass as its fields, one level at a time (what
+    dataclasses.asdict gives, without copying the tree), with to_dict's omissions."""
+    names = _FIELD_NAMES.get(type(obj))
+    if names is None:
+        if not dataclasses.is_dataclass(obj) or isinstance(obj, type):
+            raise TypeError(f"Object of type {type(obj).__name__} is not JSON serializable")
+        names = _FIELD_NAMES[type(obj)] = tuple(f.name for f in dataclasses.fields(obj))
+    data = getattr(obj, "__dict__", None)
+    if data is None or len(data) != len(names):  # slots, or attributes beyond the fields
+        data = {name: getattr(obj, name) for name in names}
+    # else: the instance's own dict, read only (its fields, set in order by __init__)
+    if type(obj) is TranscriptEntry and data["step"] is None:
+        data = {k: v for k, v in data.items() if k != "step"}  # only when there is one
+    elif type(obj) is TargetInfo and data["facts"] is None:
+        data = {k: v for k, v in data.items() if k != "facts"}  # domain targets only
+    return data
+
+
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
+_DUMPS_COMPACT = functools.partial(
+    json.dumps, ensure_ascii=False, separators=(",", ":"), default=_plain
+)
+_RUN_FIELDS = tuple(f.name for f in dataclasses.fields(RunResult))
 
 
 _SURROGATE = re.compile("[\ud800-\udfff]")

@@ -112,7 +112,18 @@ def _json_equal(one: object, two: object) -> bool:
 
 @lru_cache(maxsize=4)
 def fast_check(name: str) -> Check | None:
-    root = load_schema(name)
+    """The compiled predicate of a shipped schema; None when it cannot be compiled."""
+    return _compile(load_schema(name))
+
+
+@lru_cache(maxsize=2)
+def reader_fast_check(name: str) -> Check | None:
+    """fast_check of the schema as a reader applies it (see reader_validator): the
+    quick "valid?" in front of reader_validator, which explains a rejection."""
+    return _compile(_open(load_schema(name)))
+
+
+def _compile(root: dict[str, Any]) -> Check | None:
     compiled: dict[str, Check] = {}
 
     def ref(target: str) -> Check:
