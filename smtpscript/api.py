@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -576,6 +577,9 @@ def _duplicates_warning(path: Path, first: Path, results: list[ScenarioResult]) 
 
 MAX_RESULTS_BYTES = 512 * 1024 * 1024  # far beyond any real run; bounds memory on a bad file
 MAX_NUMBER_DIGITS = 100  # results hold counts, ports and milliseconds
+# \uD800-\uDFFF: a surrogate's escape (also matches "\\udcXX", our text form: a false
+# alarm costs a full check, never a miss)
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 
 
 class _NotPlainJson(ValueError):
@@ -594,8 +598,10 @@ def _results_json(path: Path) -> Any:
         data = json.loads(
             text, parse_constant=_refuse_constant, parse_int=_int, parse_float=_finite_float
         )
-        # lone surrogates ("\ud800") parse, but no report could encode them
-        json.dumps(data, ensure_ascii=False).encode("utf-8")
+        # lone surrogates ("\ud800") parse, but no report could encode them; they can
+        # only come from such an escape (UTF-8 text holds none), so look when one is there
+        if _SURROGATE_ESCAPE.search(text):
+            json.dumps(data, ensure_ascii=False).encode("utf-8")
     except FileTooLarge:
         limit = MAX_RESULTS_BYTES // 1024 // 1024
         raise ConfigError(f"{path}: larger than {limit} MiB: not a results file") from None

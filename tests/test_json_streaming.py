@@ -282,3 +282,18 @@ def test_the_reader_fast_check_agrees_with_jsonschema():
     samples.append(data)
     for data in samples:
         assert check(data) == validator.is_valid(data), data.get("scenarios", [None])[:1]
+
+
+@pytest.mark.parametrize(
+    ("escape", "refused"),
+    [("\\ud800", True), ("\\uDC80", True), ("\\\\udc80", False), ("\\ud83d\\udce7", False)],
+)
+def test_lone_surrogate_escapes_are_still_refused(tmp_path, escape, refused):
+    path = tmp_path / "r.json"
+    text = "".join(iter_json(sample_run()))
+    path.write_text(text.replace('"title":"', f'"title":"x{escape}', 1), encoding="utf-8")
+    if refused:
+        with pytest.raises(ConfigError, match="lone surrogate"):
+            load_results([path])
+    else:
+        assert load_results([path]).scenarios[0].title.startswith("x")
