@@ -7,10 +7,12 @@
 --json-write: in a fresh child process, builds the run and writes its JSON results
 the way ``run --json`` does (api.write_reports): time, RSS before, peak RSS
 (getrusage) and the tracemalloc peak of the write alone. --report-cli: writes
-the results once (indented, as older releases did) and times
+the results (indented, as older releases did, then compact) and times
 ``smtpscript report results.json --html out.html`` in a child: wall time and
-its peak RSS (os.wait4). --smtpscript DIR: the children import smtpscript from
-DIR (e.g. an unpacked ``git archive`` of an older commit) to compare before/after.
+its peak RSS (os.wait4; the parent stays small, as a child's peak starts at it).
+--smtpscript DIR: the children import smtpscript from DIR (e.g. an unpacked
+``git archive`` of an older commit) to compare before/after; they run in a
+temporary folder, so that the current directory does not shadow DIR.
 
 Builds a realistic RunResult: N scenario runs spread over 4 targets, ~8 steps
 each (connect, EHLO with a capability list, STARTTLS with TLS facts, MAIL,
@@ -243,10 +245,10 @@ def _child_env(smtpscript: Path) -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": str(smtpscript)}
 
 
-def _wait(argv: list[str], env: dict[str, str]) -> tuple[float, int, str]:
+def _wait(argv: list[str], env: dict[str, str], cwd: Path) -> tuple[float, int, str]:
     """Run a child to its end: wall seconds, its own peak RSS (kB), its stdout."""
     start = time.perf_counter()
-    child = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    child = subprocess.Popen(argv, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     assert child.stdout is not None and child.stderr is not None
     out = child.stdout.read()
     err = child.stderr.read()
@@ -261,7 +263,8 @@ def _wait(argv: list[str], env: dict[str, str]) -> tuple[float, int, str]:
 def bench_json_write(n: int, smtpscript: Path, folder: Path) -> dict[str, float]:
     code = _JSON_CHILD.format(bench=str(HERE))
     out = folder / "written.json"
-    _, _, text = _wait([sys.executable, "-c", code, str(n), str(out)], _child_env(smtpscript))
+    argv = [sys.executable, "-c", code, str(n), str(out)]
+    _, _, text = _wait(argv, _child_env(smtpscript), folder)
     figures = json.loads(text)
     print(
         f"json write ({n} results): {figures['seconds']:.2f} s, "
@@ -274,21 +277,35 @@ def bench_json_write(n: int, smtpscript: Path, folder: Path) -> dict[str, float]
     return figures
 
 
-def bench_report_cli(n: int, smtpscript: Path, folder: Path) -> dict[str, float]:
-    from smtpscript.results import to_dict
+_RESULTS_CHILD = """
+import json, sys
+sys.path.insert(0, {bench!r})
+from bench_report import build_run
+from smtpscript.results import to_dict
+indent = int(sys.argv[3]) if sys.argv[3] != "none" else None
+text = json.dumps(to_dict(build_run(int(sys.argv[1]))), indent=indent, ensure_ascii=False)
+open(sys.argv[2], "w", encoding="utf-8").write(text + "\\n")
+"""
 
-    results = folder / "results.json"
-    # written as older releases did (indent=2), so before and after read the same file
-    results.write_text(
-        json.dumps(to_dict(build_run(n)), indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
-    )
-    argv = [sys.executable, "-m", "smtpscript", "report", str(results), "--html"]
-    seconds, peak, _ = _wait([*argv, str(folder / "out.html")], _child_env(smtpscript))
-    print(
-        f"report --html ({n} results, {results.stat().st_size / 1e6:.1f} MB input): "
-        f"{seconds:.2f} s wall, peak RSS {peak / 1024:.0f} MB"
-    )
-    return {"seconds": seconds, "peak_rss_kb": peak}
+
+def bench_report_cli(n: int, smtpscript: Path, folder: Path) -> dict[str, float]:
+    figures = {}
+    for indent in ("2", "none"):  # as older releases wrote it, and compact as this one does
+        results = folder / f"results-{indent}.json"
+        # in a child: a child's peak RSS (Linux) starts at its parent's RSS when spawned,
+        # so the parent must stay small
+        code = _RESULTS_CHILD.format(bench=str(HERE))
+        _wait([sys.executable, "-c", code, str(n), str(results), indent], _child_env(REPO), folder)
+        argv = [sys.executable, "-m", "smtpscript", "report", str(results), "--html"]
+        out = str(folder / "out.html")
+        seconds, peak, _ = _wait([*argv, out], _child_env(smtpscript), folder)
+        what = "indent=2" if indent == "2" else "compact"
+        print(
+            f"report --html ({n} results, {what} input, {results.stat().st_size / 1e6:.1f} MB): "
+            f"{seconds:.2f} s wall, peak RSS {peak / 1024:.0f} MB"
+        )
+        figures[what] = seconds
+    return figures
 
 
 def main(argv: list[str] | None = None) -> int:
