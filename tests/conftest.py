@@ -2,15 +2,10 @@
 
 from __future__ import annotations
 
-import os
-
 import pytest
 from dovecot_env import DovecotServer, find_dovecot
 from postfix_env import PostfixServer, find_postfix
-
-
-def _in_ci() -> bool:
-    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
+from server_env import require
 
 
 @pytest.fixture(scope="session")
@@ -19,12 +14,7 @@ def postfix() -> PostfixServer:
 
     Missing server: a failure under CI (CI=true), a skip otherwise.
     """
-    server, why = find_postfix()
-    if server is None:
-        if _in_ci():
-            pytest.fail(f"CI is set but {why}", pytrace=False)
-        pytest.skip(why)
-    return server
+    return require(find_postfix())  # type: ignore[return-value]
 
 
 @pytest.fixture(scope="session")
@@ -33,12 +23,7 @@ def dovecot() -> DovecotServer:
 
     Missing server: a failure under CI (CI=true), a skip otherwise.
     """
-    server, why = find_dovecot()
-    if server is None:
-        if _in_ci():
-            pytest.fail(f"CI is set but {why}", pytrace=False)
-        pytest.skip(why)
-    return server
+    return require(find_dovecot())  # type: ignore[return-value]
 
 
 @pytest.fixture(scope="session")
@@ -64,10 +49,6 @@ def browser():  # type: ignore[no-untyped-def]
     """Headless Chromium; missing: a failure under CI, a skip otherwise."""
     from chromium import Chromium, find_chromium
 
-    binary = find_chromium()
-    if binary is None:
-        if _in_ci():
-            pytest.fail("CI is set but chromium is not installed", pytrace=False)
-        pytest.skip("chromium is not installed")
+    binary = require((find_chromium(), "chromium is not installed"))
     with Chromium(binary, timeout=15.0) as page:
         yield page
