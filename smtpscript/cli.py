@@ -575,7 +575,7 @@ def run(
     )
     view.baseline = previous
     outcome = run_request(request, library, view)
-    outcome.run.title = title or _library_description(library)
+    outcome.run.title = title or library.description
     _warn(outcome.warnings)
     if outcome.problems:
         for problem in outcome.problems:
@@ -691,17 +691,6 @@ def _baseline(path: Path | None) -> RunResult | None:
     previous = load_results([path], warnings)
     _warn([f"--baseline {line}" for line in warnings])
     return previous
-
-
-def _library_description(library: Library) -> str:
-    """The config's top-level description, the report's title when --title is not given."""
-    if library.path is None:
-        return ""
-    from smtpscript.yamlsource import read_document
-
-    data = read_document(library.path).data
-    value = data.get("description") if isinstance(data, dict) else None
-    return value.strip() if isinstance(value, str) else ""
 
 
 @app.command()

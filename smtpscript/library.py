@@ -76,6 +76,7 @@ class Library:
     layers: tuple[VarLayer, ...] = ()
     public_env: tuple[str, ...] = ()
     defaults: Defaults = field(default_factory=Defaults)
+    description: str = ""  # what the library is for: the reports' default title
 
     @classmethod
     def none(cls, cwd: Path | None = None) -> Library:
@@ -211,6 +212,7 @@ class _Reader:
             layers=layers,
             public_env=tuple(data.get("public_env", ())),
             defaults=defaults,
+            description=data.get("description", "").strip(),
         )
 
     def problem(self, path: JsonPath, message: str, *, key: bool = False) -> None:
