@@ -176,6 +176,7 @@ def run_request(
             else:
                 result = run(scenarios, targets, options, _on_result(view), pairs)
         except Interrupted as stop:
+            _place(stop.result, plan)  # an interrupted shard still merges in order
             if view:
                 view.summary(stop.result)
             return RunOutcome(run=stop.result, signal=stop.signum, warnings=warnings)
@@ -183,14 +184,19 @@ def run_request(
             if view:
                 view.clear()  # no progress line left behind on the terminal
             raise
-    for scenario_result in result.scenarios:
-        scenario_result.plan_index = plan.get((scenario_result.file, scenario_result.target.name))
+    _place(result, plan)
     if view:
         view.summary(result)
     failure = memory.update(result.scenarios)
     if failure and request.last_failed:
         warnings.append(failure)
     return RunOutcome(run=result, warnings=warnings)
+
+
+def _place(run: RunResult, plan: dict[tuple[str, str], int]) -> None:
+    """Each result's place in the whole plan, for merging shards back in order."""
+    for result in run.scenarios:
+        result.plan_index = plan.get((result.file, result.target.name))
 
 
 def _run_load(
