@@ -257,10 +257,12 @@ def run(
     if workers > 1:
         from smtpscript.workers import load_outcomes
 
-        outcomes = load_outcomes(scenario, target, options, plan, workers)
+        outcomes, lost = load_outcomes(scenario, target, options, plan, workers)
     else:
-        outcomes = [run_outcome(scenario, target, options, plan)]
+        outcomes, lost = [run_outcome(scenario, target, options, plan)], []
     result = result_of(outcomes, scenario, target, plan)
+    if lost:
+        result.incomplete = "; ".join(filter(None, [result.incomplete, *lost]))
     signum = next((o.signum for o in outcomes if o.signum is not None), None)
     if signum is not None:
         raise Interrupted(result, signum)

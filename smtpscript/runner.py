@@ -716,6 +716,17 @@ async def run_scenario(
     return await ScenarioRun(scenario, target, options or RunOptions()).run()
 
 
+def lost_result(
+    scenario: m.Scenario, target: m.Target, options: RunOptions, reason: str
+) -> ScenarioResult:
+    """The error result of a run that was lost before it could say anything (its worker
+    process died): an internal error, so the CLI says it is a bug and exits 3."""
+    lost = ScenarioRun(scenario, target, options)
+    lost.internal_error = True
+    started_at = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+    return lost._result("error", f"{scenario.file}: {reason}", started_at, time.monotonic())
+
+
 async def run_many(
     scenarios: list[m.Scenario],
     targets: list[m.Target],

@@ -18,7 +18,7 @@ import os
 import signal
 import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import replace
 from typing import Any
 
@@ -64,9 +64,13 @@ def run_pairs(
         shares[order[id(target)] % len(shares)].append(index)
     _work.update(pairs=pairs, targets=targets, options=options)
     try:
-        done = _map(_run_share, shares)
+        answers = _map(_run_share, shares)
     finally:
         _work.clear()
+    done = [
+        answer if not isinstance(answer, BaseException) else _lost(pairs, share, options, answer)
+        for share, answer in zip(shares, answers, strict=True)
+    ]
     merged = _merge(pairs, targets, shares, done)
     if on_result is not None:
         for index, result in merged.pop("indexed"):
@@ -75,6 +79,18 @@ def run_pairs(
     if merged["signum"] is not None:
         raise Interrupted(run, merged["signum"])
     return run
+
+
+def _lost(
+    pairs: Sequence[tuple[m.Scenario, m.Target]], share: list[int], options: Any, why: BaseException
+) -> tuple[RunResult, None]:
+    """A worker that died (killed, out of memory, a result it could not send back): its
+    runs become errors, and every other worker's results stand."""
+    from smtpscript.runner import lost_result
+
+    reason = f"the worker process running it died: {type(why).__name__}: {why}"
+    results = [lost_result(*pairs[i], options, reason) for i in share]
+    return RunResult(scenarios=results, targets=[]), None
 
 
 def _run_share(share: list[int]) -> tuple[RunResult, int | None]:
@@ -88,13 +104,20 @@ def _run_share(share: list[int]) -> tuple[RunResult, int | None]:
 
 
 def _map(function: Callable[[list[int]], Any], shares: list[list[int]]) -> list[Any]:
-    """``function`` over the shares, one process each. A SIGINT or SIGTERM that reaches
-    the parent is passed on to the workers (which stop and return what finished), while
-    the parent goes on waiting for them."""
+    """``function`` over the shares, one process each: each share's answer, or the
+    exception that cost it (a worker that died loses its share, not the others'). A
+    SIGINT or SIGTERM that reaches the parent is passed on to the workers (which stop and
+    return what finished), while the parent goes on waiting for them."""
+    children: list[Any] = []
     context = multiprocessing.get_context("fork")
-    with ProcessPoolExecutor(len(shares), mp_context=context) as pool:
-        answers = pool.map(function, shares)  # forks the workers now
-        children = list(getattr(pool, "_processes", {}).values())
+    # a pool of one process per share: a pool whose process dies fails all it holds,
+    # and that must be one share, not every worker's
+    with contextlib.ExitStack() as pools:
+        futures = []
+        for share in shares:  # each submit forks its worker now
+            pool = pools.enter_context(ProcessPoolExecutor(1, mp_context=context))
+            futures.append(pool.submit(function, share))
+            children += list(getattr(pool, "_processes", {}).values())
 
         def forward(signum: int, frame: object) -> None:
             for child in children:
@@ -103,9 +126,16 @@ def _map(function: Callable[[list[int]], Any], shares: list[list[int]]) -> list[
 
         previous = _handle((signal.SIGINT, signal.SIGTERM), forward)
         try:
-            return list(answers)
+            return [_answer(future) for future in futures]
         finally:
             _handle(previous)
+
+
+def _answer(future: Future[Any]) -> Any:
+    try:
+        return future.result()
+    except Exception as exc:  # BrokenProcessPool, an unpicklable result, a bug in a worker
+        return exc
 
 
 def _merge(
@@ -120,7 +150,7 @@ def _merge(
         place = {(pairs[i][0].file, pairs[i][1].name): i for i in share}
         indexed += [(place[(r.file, r.target.name)], r) for r in run.scenarios]
     indexed.sort(key=lambda item: item[0])
-    runs = [run for run, _ in done]
+    runs = [run for run, _ in done if run.started_at] or [run for run, _ in done]  # not lost
     infos = {info.name: info for run in runs for info in run.targets}
     incomplete = [run.incomplete for run in runs if run.incomplete]
     signum = next((s for _, s in done if s is not None), None)
@@ -141,17 +171,24 @@ def _merge(
 
 def load_outcomes(
     scenario: m.Scenario, target: m.Target, options: Any, plan: Any, workers: int
-) -> list[Any]:
+) -> tuple[list[Any], list[str]]:
     """The load plan split over ``workers`` processes: sessions, concurrency and rate
-    divided, the duration the same for all. Their outcomes, to be added up."""
+    divided, the duration the same for all. Their outcomes, to be added up, and a line
+    for each worker that died."""
     workers = max(1, min(workers, plan.concurrency))
     parts = [_part(plan, n, workers) for n in range(workers)]
     parts = [p for p in parts if p.repeat is None or p.repeat > 0]
     _work.update(scenario=scenario, target=target, options=options, parts=parts)
     try:
-        return _map(_run_load_part, [[n] for n in range(len(parts))])
+        answers = _map(_run_load_part, [[n] for n in range(len(parts))])
     finally:
         _work.clear()
+    lost = [a for a in answers if isinstance(a, BaseException)]
+    if len(lost) == len(answers):
+        raise lost[0]  # nothing to report: a bug (exit 3) rather than an empty run
+    return [a for a in answers if not isinstance(a, BaseException)], [
+        f"a worker process died ({type(e).__name__}: {e}): its sessions are missing" for e in lost
+    ]
 
 
 def _part(plan: Any, n: int, workers: int) -> Any:

@@ -19,6 +19,7 @@ import pytest
 import yaml
 from scenario_helpers import cli
 
+from smtpscript import workers
 from smtpscript.api import RunRequest, run_request
 from smtpscript.library import CONFIG_NAME, load_library
 from smtpscript.sandbox import Sandbox, SandboxConfig
@@ -610,3 +611,38 @@ def test_shards_run_apart_merge_into_the_unsharded_report(tmp_path, sandboxes):
     assert merged_data == whole_data
     pages = [_CLOCKS.sub("", (tmp_path / f"{n}.html").read_text()) for n in ("whole", "merged")]
     assert pages[0] == pages[1]
+
+
+_REAL_RUN_SHARE = workers._run_share
+
+
+def _dies_for_s1(share: list[int]):  # type: ignore[no-untyped-def]
+    """A worker's share (module level: the pool pickles it by name), dying for s1."""
+    if any(workers._work["pairs"][i][1].name == "s1" for i in share):
+        os._exit(9)  # no exception, no goodbye: the process is just gone
+    return _REAL_RUN_SHARE(share)
+
+
+def test_a_worker_that_dies_costs_only_its_own_runs(tmp_path, sandboxes, capsys, monkeypatch):
+    """A worker process killed mid-run (out of memory, say): its runs are internal errors
+    (exit 3), every other worker's results and every report are written."""
+    monkeypatch.setattr(workers, "_run_share", _dies_for_s1)
+    _inventory(tmp_path, sandboxes)
+    _twenty(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    status, _, err = cli(
+        capsys, "run", "-t", "@lab", "--workers", "3", "--json", "r.json", "--junit", "j.xml"
+    )
+    assert status == 3 and "bug in smtpscript" in err
+    results = json.loads((tmp_path / "r.json").read_text())["scenarios"]
+    by_target = {
+        name: [r for r in results if r["target"]["name"] == name] for name in ("s0", "s1", "s2")
+    }
+    assert [len(runs) for runs in by_target.values()] == [20, 20, 20]
+    assert {r["verdict"] for r in by_target["s1"]} == {"error"}
+    assert all("worker process running it died" in r["reason"] for r in by_target["s1"])
+    assert all(r["internal_error"] for r in by_target["s1"])
+    for name in ("s0", "s2"):  # the other workers' verdicts stand
+        failed = [r["title"] for r in by_target[name] if r["verdict"] == "failed"]
+        assert failed == ["c05", "c11", "c17"]
+    assert (tmp_path / "j.xml").is_file()
