@@ -167,6 +167,32 @@ def test_help_and_version(capsys):
     assert "--var" in capsys.readouterr().out
 
 
+def test_version_answered_before_typer_is_the_same(tmp_path):
+    """`smtpscript --version` alone skips typer (__main__.py): same bytes, same exit status
+    as typer's --version, for both the console script and python -m."""
+    typer_said = smtpscript("--traceback", "--version", cwd=tmp_path)  # not alone: via typer
+    assert (typer_said.returncode, typer_said.stderr) == (0, "")
+    assert re.fullmatch(r"smtpscript \d+\.\d+\.\d+\S*\n", typer_said.stdout)
+    script = Path(sys.executable).with_name("smtpscript")
+    commands = [[sys.executable, "-m", "smtpscript"]] + [[str(script)]] * script.exists()
+    for command in commands:
+        fast = subprocess.run(
+            [*command, "--version"], cwd=tmp_path, capture_output=True, timeout=60, check=False
+        )
+        assert (fast.returncode, fast.stderr) == (0, b"")
+        assert fast.stdout == typer_said.stdout.encode()
+    imports = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "smtpscript", "--version"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert imports.returncode == 0
+    assert not re.search(r"\|\s+typer$", imports.stderr, re.MULTILINE)
+
+
 # --- the schema -------------------------------------------------------------------------
 
 
