@@ -2,7 +2,7 @@
 
     PYTHONPATH=. python benchmarks/bench_report.py [--scenarios N] [--repeat R] [--keep DIR]
     PYTHONPATH=. python benchmarks/bench_report.py --scenarios 5000 --json-write --report-cli \
-        [--smtpscript DIR] [--no-html]
+        [--phases] [--rss] [--smtpscript DIR] [--no-html]
 
 --json-write: in a fresh child process, builds the run and writes its JSON results
 the way ``run --json`` does (api.write_reports): time, RSS before, peak RSS
@@ -10,6 +10,12 @@ the way ``run --json`` does (api.write_reports): time, RSS before, peak RSS
 the results (indented, as older releases did, then compact) and times
 ``smtpscript report results.json --html out.html`` in a child: wall time and
 its peak RSS (os.wait4; the parent stays small, as a child's peak starts at it).
+--phases: the same report, phase by phase in a fresh child (what ``report`` does, in
+its order): read + parse (api's reader), the compiled schema check, from_dict, then
+each renderer cold (HTML, JUnit, Markdown). --rss: memory per kept result: a child
+rebuilds the results with from_dict (as a run holds them: the parsed JSON dropped)
+and reports tracemalloc's bytes held per result, and in a second child (no tracing)
+RSS per result: peak, and steady once the parsed JSON is freed.
 --smtpscript DIR: the children import smtpscript from DIR (e.g. an unpacked
 ``git archive`` of an older commit) to compare before/after; they run in a
 temporary folder, so that the current directory does not shadow DIR.
@@ -288,14 +294,20 @@ open(sys.argv[2], "w", encoding="utf-8").write(text + "\\n")
 """
 
 
+def write_results(n: int, folder: Path, indent: str) -> Path:
+    """N results as a JSON file (indent "none": compact), written by a child: a child's
+    peak RSS (Linux) starts at its parent's RSS when spawned, so the parent stays small."""
+    results = folder / f"results-{n}-{indent}.json"
+    if not results.exists():
+        code = _RESULTS_CHILD.format(bench=str(HERE))
+        _wait([sys.executable, "-c", code, str(n), str(results), indent], _child_env(REPO), folder)
+    return results
+
+
 def bench_report_cli(n: int, smtpscript: Path, folder: Path) -> dict[str, float]:
     figures = {}
     for indent in ("2", "none"):  # as older releases wrote it, and compact as this one does
-        results = folder / f"results-{indent}.json"
-        # in a child: a child's peak RSS (Linux) starts at its parent's RSS when spawned,
-        # so the parent must stay small
-        code = _RESULTS_CHILD.format(bench=str(HERE))
-        _wait([sys.executable, "-c", code, str(n), str(results), indent], _child_env(REPO), folder)
+        results = write_results(n, folder, indent)
         argv = [sys.executable, "-m", "smtpscript", "report", str(results), "--html"]
         out = str(folder / "out.html")
         seconds, peak, _ = _wait([*argv, out], _child_env(smtpscript), folder)
@@ -308,6 +320,118 @@ def bench_report_cli(n: int, smtpscript: Path, folder: Path) -> dict[str, float]
     return figures
 
 
+# Runs in a child: argv = results path. Prints one JSON line: seconds per phase.
+_PHASES_CHILD = """
+import json, sys, time
+from pathlib import Path
+clock = time.perf_counter
+start = clock()
+from smtpscript import api
+from smtpscript.results import from_dict
+from smtpscript.schemafile import reader_fast_check
+from smtpscript.report import render_html, render_junit, render_markdown
+phases = {{"imports": clock() - start}}
+
+def timed(name, fn):
+    start = clock()
+    out = fn()
+    phases[name] = clock() - start
+    return out
+
+data = timed("read + parse", lambda: api._results_json(Path(sys.argv[1])))
+fast = timed("schema check compile", lambda: reader_fast_check("results"))
+assert timed("schema check", lambda: fast(data))
+run = timed("from_dict", lambda: from_dict(data))
+del data
+html = timed("html render", lambda: render_html(run))
+timed("html write", lambda: Path("out.html").write_text(html, encoding="utf-8"))
+timed("junit render", lambda: render_junit(run))
+timed("markdown render", lambda: render_markdown(run))
+print(json.dumps(phases))
+"""
+
+
+def bench_phases(n: int, smtpscript: Path, folder: Path) -> dict[str, float]:
+    results = write_results(n, folder, "none")
+    argv = [sys.executable, "-c", _PHASES_CHILD.format(), str(results)]
+    wall, peak, text = _wait(argv, _child_env(smtpscript), folder)
+    phases = json.loads(text)
+    print(f"report phases ({n} results, compact input), in a fresh child:")
+    for name, seconds in phases.items():
+        print(f"  {name:22} {seconds:6.2f} s")
+    report = sum(v for k, v in phases.items() if k not in ("junit render", "markdown render"))
+    print(
+        f"  {'= report --html':22} {report:6.2f} s (child wall {wall:.2f} s with JUnit and "
+        f"Markdown, interpreter start included; peak RSS {peak / 1024:.0f} MB)"
+    )
+    return phases
+
+
+# Runs in a child: argv = results path, mode ("traced" or "rss"). Prints one JSON line.
+_RSS_CHILD = """
+import gc, json, resource, sys, tracemalloc
+from pathlib import Path
+from smtpscript import api
+from smtpscript.results import from_dict
+
+def rss_kb():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * resource.getpagesize() // 1024
+
+def trim():
+    gc.collect()
+    try:
+        import ctypes
+        ctypes.CDLL("libc.so.6").malloc_trim(0)  # give freed heap back: steady RSS
+    except OSError:
+        pass
+
+traced = sys.argv[2] == "traced"
+trim()
+before = rss_kb()
+if traced:
+    tracemalloc.start()
+data = api._results_json(Path(sys.argv[1]))
+run = from_dict(data)
+del data
+trim()
+figures = {{"results": len(run.scenarios), "rss_before_kb": before, "rss_steady_kb": rss_kb(),
+           "peak_rss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}}
+if traced:
+    figures["held_bytes"], figures["traced_peak_bytes"] = tracemalloc.get_traced_memory()
+print(json.dumps(figures))
+"""
+
+
+def bench_rss(n: int, smtpscript: Path, folder: Path) -> dict[str, float]:
+    """Memory a run's kept results take: per result, held (tracemalloc), RSS."""
+    results = write_results(n, folder, "none")
+    code = _RSS_CHILD.format()
+    _, _, text = _wait(
+        [sys.executable, "-c", code, str(results), "traced"], _child_env(smtpscript), folder
+    )
+    traced = json.loads(text)
+    _, _, text = _wait(
+        [sys.executable, "-c", code, str(results), "rss"], _child_env(smtpscript), folder
+    )
+    rss = json.loads(text)
+    count = traced["results"]
+    steady = rss["rss_steady_kb"] - rss["rss_before_kb"]
+    peak = rss["peak_rss_kb"] - rss["rss_before_kb"]
+    print(
+        f"memory per kept result ({count} results from_dict, parsed JSON dropped): "
+        f"held {traced['held_bytes'] / count / 1024:.1f} kB (tracemalloc; "
+        f"{traced['held_bytes'] / 1e6:.0f} MB in all), "
+        f"RSS steady {steady / count:.1f} kB (+{steady / 1024:.0f} MB), "
+        f"RSS peak while loading {peak / count:.1f} kB (+{peak / 1024:.0f} MB)"
+    )
+    return {
+        "held_bytes_per_result": traced["held_bytes"] / count,
+        "rss_steady_kb_per_result": steady / count,
+        "rss_peak_kb_per_result": peak / count,
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scenarios", type=int, default=1000)
@@ -318,18 +442,26 @@ def main(argv: list[str] | None = None) -> int:
         "--report-cli", action="store_true", help="time `smtpscript report --html` on results"
     )
     parser.add_argument(
+        "--phases", action="store_true", help="time `report` phase by phase in a child"
+    )
+    parser.add_argument("--rss", action="store_true", help="measure memory per kept result")
+    parser.add_argument(
         "--smtpscript", type=Path, default=REPO, help="children import smtpscript from here"
     )
     parser.add_argument("--no-html", action="store_true", help="skip the in-process renders")
     args = parser.parse_args(argv)
 
-    if args.json_write or args.report_cli:
+    if args.json_write or args.report_cli or args.phases or args.rss:
         print(f"smtpscript from {args.smtpscript.resolve()}")
         with tempfile.TemporaryDirectory(prefix="bench-report-") as tmp:
             if args.json_write:
                 bench_json_write(args.scenarios, args.smtpscript, Path(tmp))
             if args.report_cli:
                 bench_report_cli(args.scenarios, args.smtpscript, Path(tmp))
+            if args.phases:
+                bench_phases(args.scenarios, args.smtpscript, Path(tmp))
+            if args.rss:
+                bench_rss(args.scenarios, args.smtpscript, Path(tmp))
         if args.no_html:
             return 0
 
