@@ -14,12 +14,16 @@ import datetime as dt
 import signal
 import time
 from collections import Counter
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 
-from smtpscript import __version__
+from smtpscript import __version__, fastpath
 from smtpscript import model as m
+from smtpscript.failures import classify
+from smtpscript.fastpath import SessionOutcome
 from smtpscript.latency import Histogram
 from smtpscript.loops import loop_factory
+from smtpscript.plan import Plan, compile_plan
 from smtpscript.results import (
     LoadSummary,
     ReasonCount,
@@ -28,7 +32,13 @@ from smtpscript.results import (
     StepLatency,
     TargetInfo,
 )
-from smtpscript.runner import Interrupted, RunOptions, StopSignals, run_scenario
+from smtpscript.runner import (
+    MAX_RECEIVED_PER_RUN,
+    Interrupted,
+    RunOptions,
+    StopSignals,
+    run_scenario,
+)
 
 MAX_REASONS = 50  # distinct failure reasons kept by name; the rest are counted together
 OTHER_REASONS = "other reasons"
@@ -42,6 +52,7 @@ class LoadPlan:
     concurrency: int = 1
     keep_failures: int = 100  # whole results kept: failures and errors first...
     keep_passes: int = 3  # ...and a few passes, to show what a good session looks like
+    compiled: bool = True  # run a compiled plan where the scenario allows (smtpscript.plan)
 
     def describe(self) -> str:
         parts = [f"{self.repeat} sessions" if self.repeat else f"for {self.duration:g} s"]
@@ -75,21 +86,60 @@ class LoadAggregate:
         return self._kept_passes < self.plan.keep_passes
 
     def add(self, result: ScenarioResult) -> None:
+        """A session of the general runner."""
         self.first = self.first or result
-        self.verdicts[result.verdict] += 1
-        self.session.add(result.duration_ms)
-        for step in result.steps:
-            if step.verdict == "skipped":
-                continue
-            key = (step.path, step.kind)
-            _, durations = self.steps.setdefault(key, (step.name, Histogram()))
-            durations.add(step.duration_ms)
-        if result.verdict in ("failed", "error"):
-            reason = result.reason or result.verdict
+        steps = (
+            (step.path, step.kind, step.name, step.duration_ms)
+            for step in result.steps
+            if step.verdict != "skipped"
+        )
+        self._count(result.verdict, result.reason, result.duration_ms, steps)
+        self._keep(result)
+
+    def add_outcome(
+        self, outcome: SessionOutcome, result_of: Callable[[SessionOutcome], ScenarioResult]
+    ) -> None:
+        """A session of a compiled plan: a whole result is made only for a kept one."""
+        steps = (
+            (
+                record.plan_step.step.path,
+                record.plan_step.step.kind,
+                record.plan_step.label,
+                record.duration_ms,
+            )
+            for record in outcome.steps
+        )
+        self._count(outcome.verdict, outcome.reason, outcome.duration_ms, steps)
+        if self.first is None or self.would_keep(outcome.verdict):
+            result = result_of(outcome)
+            self.first = self.first or result
+            if self.would_keep(outcome.verdict):
+                self._keep(result)
+
+    def _count(
+        self,
+        verdict: str,
+        reason: str | None,
+        duration_ms: float,
+        steps: Iterable[tuple[str, str, str, float]],
+    ) -> None:
+        self.verdicts[verdict] += 1
+        self.session.add(duration_ms)
+        for path, kind, name, step_ms in steps:
+            key = (path, kind)
+            entry = self.steps.get(key)
+            if entry is None:
+                entry = self.steps[key] = (name, Histogram())
+            entry[1].add(step_ms)
+        if verdict in ("failed", "error"):
+            reason = reason or verdict
             if reason in self.reasons or len(self.reasons) < MAX_REASONS:
                 self.reasons[reason] += 1
             else:
                 self.reasons[OTHER_REASONS] += 1
+
+    def _keep(self, result: ScenarioResult) -> None:
+        if result.verdict in ("failed", "error"):
             if self._kept_failures < self.plan.keep_failures:
                 self._kept_failures += 1
                 self.kept.append(result)
@@ -169,11 +219,21 @@ async def load(
     if stop is not None:
         stop.watch(in_flight)  # type: ignore[arg-type]  # any collection of tasks
 
+    compiled = _compiled(scenario, target, options, plan)
+    engine = compiled if isinstance(compiled, str) else None
+
     async def one() -> None:
         try:
-            aggregate.add(await run_scenario(scenario, target, options))
+            if engine is None:
+                outcome = await fastpath.run_plan(compiled, MAX_RECEIVED_PER_RUN)
+                aggregate.add_outcome(outcome, build)
+            else:
+                aggregate.add(await run_scenario(scenario, target, options))
         finally:
             slots.release()
+
+    def build(outcome: fastpath.SessionOutcome) -> ScenarioResult:
+        return fastpath.result_of(compiled, options, outcome)
 
     started = 0
     while plan.repeat is None or started < plan.repeat:
@@ -196,6 +256,18 @@ async def load(
     await asyncio.gather(*list(in_flight), return_exceptions=True)
     signum = stop.signum if stop is not None else None
     return LoadOutcome(aggregate, time.monotonic() - t0, started_at, _now(), signum)
+
+
+def _compiled(
+    scenario: m.Scenario, target: m.Target, options: RunOptions, plan: LoadPlan
+) -> Plan | str:
+    """The scenario's compiled plan, or why the general runner runs it."""
+    if not plan.compiled:
+        return "compiling was turned off"
+    try:
+        return compile_plan(scenario, target, options)
+    except Exception as exc:  # never a reason not to run: the general runner still can
+        return f"compiling failed ({classify(exc).message})"
 
 
 def _now() -> str:

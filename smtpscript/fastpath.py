@@ -1,0 +1,461 @@
+"""Run a compiled plan (smtpscript.plan): load mode's lean hot path.
+
+One session is one asyncio.Protocol that feeds received bytes straight into the
+ReplyParser, one future per reply with one timer handle for its deadline, commands
+that were encoded once when the plan was compiled, and a record of what happened
+made of tuples. Nothing else is built while the session runs: a ``SessionOutcome``
+carries the verdict, the reason, and each step's times, and only a session that load
+mode keeps as evidence becomes a full ScenarioResult (``result_of``), built by the
+general runner's own recording code from that record, so that it reads exactly like
+a result of the general runner.
+
+Verdicts, reasons and limits are the general runner's: the same expectation checks
+(smtpscript.expectations), the same parser limits, the same per-run byte budget, the
+same timeouts, the closing QUIT, and any exception nobody foresaw becomes the
+session's error verdict.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import socket
+import time
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from smtpscript.errors import LimitExceeded, RemoteProtocolError
+from smtpscript.expectations import StepError, got
+from smtpscript.failures import classify
+from smtpscript.model import hostport
+from smtpscript.plan import Plan, PlanStep
+from smtpscript.protocol import Reply, ReplyParser
+from smtpscript.regexes import MatchTimeout
+from smtpscript.session import Closed, ConnectError, KeptBudget, SendTimeout
+
+# an event: (seconds since the session started, "C" | "S" | "*", bytes or a note, display)
+Event = tuple[float, str, Any, Any]
+PAYLOAD = object()  # an event's display: a data step's message, shown as the runner shows it
+
+
+@dataclass
+class StepRecord:
+    """One executed step: which, when, how it ended, and the replies it read."""
+
+    plan_step: PlanStep
+    event: int  # the index of the first event in its time
+    started: float
+    ended: float = 0.0
+    verdict: str = "passed"
+    message: str | None = None
+    # (reply or Closed, ms waited, events before the read, bytes held then)
+    replies: list[tuple[Any, float, int, int]] = field(default_factory=list)
+    sent: list[str] = field(default_factory=list)  # lines sent (payloads: PAYLOAD)
+
+    @property
+    def duration_ms(self) -> float:
+        return round((self.ended - self.started) * 1000, 3)
+
+
+@dataclass
+class SessionOutcome:
+    verdict: str
+    reason: str | None
+    started_wall: float
+    started: float
+    duration_ms: float
+    steps: list[StepRecord]
+    events: list[Event]
+    steps_end: int  # events before the closing QUIT
+    violations: list[str]
+    internal_error: bool = False
+
+
+class _Wire(asyncio.Protocol):
+    """The receiving half: bytes into the parser, a waiting read woken by a reply."""
+
+    def __init__(self, session: _Session) -> None:
+        self.session = session
+        self.parser = ReplyParser()
+        self.transport: asyncio.Transport | None = None
+        self.waiter: asyncio.Future[Any] | None = None
+        self.closed = False  # connection_lost came
+        self.reset = False
+        self.error: Exception | None = None  # the per-run byte budget ran out
+        self.writable: asyncio.Future[None] | None = None  # set while writing is paused
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        session = self.session
+        try:
+            session.budget.take(len(data))
+        except LimitExceeded as exc:
+            self.error = exc
+            self._wake()
+            return
+        session.events.append((time.monotonic() - session.t0, "S", data, None))
+        self.parser.feed(data)
+        if self.waiter is not None:
+            self._wake()
+
+    def eof_received(self) -> bool:
+        return False  # close our side too: the server is done
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self.reset = exc is not None
+        if self.writable is not None and not self.writable.done():
+            self.writable.set_result(None)
+        self._wake()
+
+    def pause_writing(self) -> None:
+        self.writable = asyncio.get_running_loop().create_future()
+
+    def resume_writing(self) -> None:
+        if self.writable is not None and not self.writable.done():
+            self.writable.set_result(None)
+        self.writable = None
+
+    def _wake(self) -> None:
+        waiter = self.waiter
+        if waiter is None or waiter.done():
+            return
+        if self.error is not None:
+            waiter.set_exception(self.error)
+            return
+        try:
+            reply = self.parser.next_reply()
+        except RemoteProtocolError as exc:
+            waiter.set_exception(exc)
+            return
+        if reply is not None:
+            waiter.set_result(reply)
+        elif self.closed:
+            waiter.set_result(None)
+
+
+class _ReplyTimeout(Exception):
+    pass
+
+
+def _expire(waiter: asyncio.Future[Any]) -> None:
+    if not waiter.done():
+        waiter.set_exception(_ReplyTimeout())
+
+
+class _Session:
+    """One run of a plan."""
+
+    def __init__(self, plan: Plan, budget_bytes: int) -> None:
+        self.plan = plan
+        self.loop = asyncio.get_running_loop()
+        self.t0 = time.monotonic()
+        self.events: list[Event] = []
+        self.budget = KeptBudget(budget_bytes)
+        self.wire: _Wire | None = None
+        self.violations: list[str] = []
+        self.steps: list[StepRecord] = []
+        self.last_command = b""
+        self.eof_seen = False  # a read found the connection closed: nothing more to send
+
+    # --- the conversation ------------------------------------------------------------
+
+    async def run(self) -> SessionOutcome:
+        wall = time.time()
+        verdict, reason, internal = "passed", None, False
+        steps_end = 0
+        try:
+            for plan_step in self.plan.steps:
+                record = StepRecord(plan_step, len(self.events), time.monotonic())
+                self.steps.append(record)
+                await self._step(plan_step, record)
+                record.ended = time.monotonic()
+                if record.verdict != "passed" and not plan_step.step.continue_on_fail:
+                    break
+        except asyncio.CancelledError:  # Ctrl-C: this session ends as the runner's would
+            self._abandon("interrupted")
+        except LimitExceeded as exc:
+            self._abandon(str(exc))
+        except Exception as exc:  # a session never sinks the run
+            failure = classify(exc)
+            internal = failure.internal
+            self._abandon(failure.message)
+        finally:
+            steps_end = len(self.events)
+            await self._quit_and_close()
+        for record in self.steps:
+            if record.verdict in ("failed", "error"):
+                verdict = record.verdict
+                reason = record.plan_step.reason(record.message or "")
+                break
+        tracker = self.plan.tracker
+        if reason and tracker:
+            reason = tracker.redact(reason)
+        duration = round((time.monotonic() - self.t0) * 1000, 3)
+        return SessionOutcome(
+            verdict,
+            reason,
+            wall,
+            self.t0,
+            duration,
+            self.steps,
+            self.events,
+            steps_end,
+            self.violations,
+            internal,
+        )
+
+    def _abandon(self, message: str) -> None:
+        record = self.steps[-1] if self.steps else None
+        if record is not None and not record.ended:
+            record.verdict, record.message, record.ended = "error", message, time.monotonic()
+
+    async def _step(self, plan_step: PlanStep, record: StepRecord) -> None:
+        try:
+            if plan_step.is_connect:
+                await self._connect(plan_step)
+                self._judge(record, await self._read(plan_step, record))
+            elif plan_step.message is not None:
+                await self._data(plan_step, record)
+            else:
+                self._judge(record, await self._command(plan_step, record, plan_step.command))
+        except _ReplyTimeout:
+            record.verdict = "error"
+            record.message = f"no complete reply within {plan_step.timeout:g} s"
+        except ConnectError as exc:
+            record.verdict = "failed" if exc.verify_failed else "error"
+            record.message = str(exc)
+        except (StepError, RemoteProtocolError, MatchTimeout, ConnectionError) as exc:
+            record.verdict, record.message = "error", str(exc)
+
+    async def _data(self, plan_step: PlanStep, record: StepRecord) -> None:
+        payload = self.plan.payload(plan_step)  # first: a failure leaves nobody waiting
+        reply = await self._command(plan_step, record, plan_step.command)
+        if not (isinstance(reply, Reply) and reply.code == 354):
+            if plan_step.step.expect.codes is None:
+                record.verdict = "failed"
+                record.message = f"expected 354 to DATA, got {got(reply)}"
+                return
+            self._judge(record, reply)  # e.g. expect: 554 for "no valid recipients"
+            return
+        await self._send(payload, plan_step, PAYLOAD)
+        record.sent.append(PAYLOAD)  # type: ignore[arg-type]
+        self._judge(record, await self._read(plan_step, record))
+
+    def _judge(self, record: StepRecord, reply: Any) -> None:
+        message = record.plan_step.check(reply)
+        if message:
+            record.verdict, record.message = "failed", message
+
+    async def _command(self, plan_step: PlanStep, record: StepRecord, data: bytes) -> Any:
+        """Send a command and read its reply; a connection already gone is its reply."""
+        wire = self.wire
+        if wire is None or self.eof_seen:  # the runner's "connection gone": judged as a close
+            closed = Closed()
+            record.replies.append((closed, 0.0, len(self.events), 0))
+            return closed
+        held = wire.parser.held_bytes
+        if held:
+            self.violations.append(
+                f"{plan_step.step.path}: the server sent {held} bytes before this command "
+                "was sent (a reply ahead of its command: desynchronised)"
+            )
+        await self._send(data, plan_step, None)
+        record.sent.append(plan_step.line)
+        self.last_command = data
+        return await self._read(plan_step, record)
+
+    async def _send(self, data: bytes, plan_step: PlanStep, display: Any) -> None:
+        wire = self.wire
+        assert wire is not None and wire.transport is not None
+        self.events.append((time.monotonic() - self.t0, "C", data, display))
+        if wire.closed:
+            return  # the read that follows finds the close, as the general runner's does
+        wire.transport.write(data)
+        if wire.writable is not None:  # the buffer is full: wait until the server reads
+            timeout = self.plan.quit_timeout if data == b"QUIT\r\n" else plan_step.timeout
+            try:
+                async with asyncio.timeout(timeout):
+                    await wire.writable
+            except TimeoutError:
+                wire.transport.abort()
+                self.eof_seen = True
+                self._note("connection aborted: the server stopped reading")
+                raise SendTimeout(
+                    f"the server did not take our data within {timeout:g} s (it stopped reading)"
+                ) from None
+
+    async def _read(self, plan_step: PlanStep, record: StepRecord | None) -> Any:
+        wire = self.wire
+        assert wire is not None
+        mark = (len(self.events), wire.parser.held_bytes)
+        t0 = time.monotonic()
+        if self.eof_seen:
+            reply: Any = Closed()
+        else:
+            if wire.error is not None:
+                raise wire.error
+            reply = wire.parser.next_reply()
+            if reply is None and not wire.closed:
+                reply = await self._wait(wire, plan_step.timeout)
+            if reply is None:
+                reply = self._closed(wire)
+        if record is not None:
+            elapsed = round((time.monotonic() - t0) * 1000, 3)
+            record.replies.append((reply, elapsed, *mark))
+            if isinstance(reply, Reply) and reply.bare_lf:
+                self.violations.append(
+                    f"{plan_step.step.path}: reply {reply.code} ended lines with bare LF "
+                    "instead of CRLF"
+                )
+        return reply
+
+    async def _wait(self, wire: _Wire, timeout: float) -> Any:
+        waiter = wire.waiter = self.loop.create_future()
+        timer = self.loop.call_later(timeout, _expire, waiter)
+        try:
+            return await waiter
+        finally:
+            timer.cancel()
+            wire.waiter = None
+
+    def _closed(self, wire: _Wire) -> Closed:
+        self.eof_seen = True
+        partial = _tail(self.events, wire.parser.buffered)
+        reset = wire.reset
+        self._note("connection reset by the server" if reset else "connection closed by the server")
+        return Closed(partial=partial, reset=reset)
+
+    # --- the connection --------------------------------------------------------------
+
+    async def _connect(self, plan_step: PlanStep) -> None:
+        await self._close()
+        host, port = plan_step.host, plan_step.port
+        timeout = plan_step.connect_timeout
+        try:
+            async with asyncio.timeout(timeout):
+                _, wire = await self.loop.create_connection(lambda: _Wire(self), host, port)
+        except Exception as exc:
+            raise _connect_error(exc, host, port, timeout) from None
+        self.wire = wire
+        self.last_command = b""
+        self.eof_seen = False
+        peer = wire.transport.get_extra_info("peername") if wire.transport else None
+        where = hostport(*peer[:2]) if peer else hostport(host, port)
+        self._note(f"connected to {where}")
+
+    async def _quit_and_close(self) -> None:
+        wire = self.wire
+        if wire is None:
+            return
+        if not self.eof_seen and self.last_command.upper() != b"QUIT\r\n" and wire.error is None:
+            quit_step = replace(self.plan.steps[-1], timeout=self.plan.quit_timeout)
+            # the verdict is made: a QUIT that fails changes nothing
+            with contextlib.suppress(Exception):
+                await self._send(b"QUIT\r\n", quit_step, None)
+                self.last_command = b"QUIT\r\n"
+                await self._read(quit_step, None)
+        await self._close()
+
+    async def _close(self) -> None:
+        wire, self.wire = self.wire, None
+        if wire is not None and wire.transport is not None:
+            wire.transport.close()
+
+    def _note(self, text: str) -> None:
+        self.events.append((time.monotonic() - self.t0, "*", text, None))
+
+
+def _connect_error(exc: Exception, host: str, port: int, timeout: float) -> ConnectError:
+    """Why a plain TCP connect failed, worded as the general runner's Session words it."""
+    where = hostport(host, port)
+    if isinstance(exc, TimeoutError):
+        return ConnectError(f"connection to {where} timed out after {timeout:g} s")
+    if isinstance(exc, socket.gaierror):
+        return ConnectError(f"cannot resolve host {host!r}: {exc.strerror}")
+    if isinstance(exc, ConnectionRefusedError):
+        return ConnectError(f"connection refused by {where}")
+    if isinstance(exc, OSError):
+        return ConnectError(f"cannot connect to {where}: {exc.strerror or exc}")
+    raise exc
+
+
+def _tail(events: list[Event], size: int) -> bytes:
+    """The last ``size`` bytes received: the unfinished reply the parser holds."""
+    chunks: list[bytes] = []
+    for _, direction, data, _ in reversed(events):
+        if size <= 0:
+            break
+        if direction == "S":
+            chunks.append(data[-size:])
+            size -= len(chunks[-1])
+    return b"".join(reversed(chunks))
+
+
+async def run_plan(plan: Plan, budget_bytes: int) -> SessionOutcome:
+    """One session of the plan; never raises (but for cancellation outside a session)."""
+    return await _Session(plan, budget_bytes).run()
+
+
+# --- a kept session, as the general runner would have recorded it ------------------------
+
+
+def result_of(plan: Plan, options: Any, outcome: SessionOutcome) -> Any:
+    """The ScenarioResult of a session, recorded by the general runner's own code."""
+    from smtpscript import expectations, protocol, transcript
+    from smtpscript.actions import message
+    from smtpscript.runner import MAX_SHOWN_SENT, ScenarioRun, _reply_record
+    from smtpscript.session import MAX_KEPT_PER_SEND, RawEvent
+
+    run = ScenarioRun(plan.scenario, plan.target, replace(options, keep_transcript=None))
+    run.tracker = plan.tracker
+    events = []
+    for t, direction, data, display in outcome.events:
+        if direction != "C":
+            events.append(RawEvent(t, direction, data))
+            continue
+        shown = message.display(data) if display is PAYLOAD else display
+        kept = data[:MAX_KEPT_PER_SEND]
+        events.append(RawEvent(t, direction, kept, shown, len(data)))
+    run.events = events
+    for number, step in enumerate(outcome.steps, start=1):
+        plan_step = step.plan_step
+        record = run._start(plan_step.step, None)
+        run.marks[-1] = transcript.Mark(step.event, number)
+        record.result.name = plan_step.label
+        for sent in step.sent:
+            line = message.display(_payload_of(outcome.events, step)) if sent is PAYLOAD else sent
+            if sent is not PAYLOAD:
+                run._sent_command(plan_step.step.path, sent)
+            kept = expectations.shorten(run.tracker.redact(line), MAX_SHOWN_SENT)
+            record.result.sent += kept.split("\n") if kept else [""]
+        for reply, elapsed, before, held in step.replies:
+            run.marks.append(transcript.reply_mark(events[:before], held, number))
+            record.result.replies.append(_reply_record(reply, elapsed, run.tracker))
+            if plan_step.step.kind == "ehlo" and isinstance(reply, Reply) and reply.code == 250:
+                run.builtins["caps"] = protocol.parse_ehlo(reply)
+        run._finish(record, step.verdict, step.message)  # type: ignore[arg-type]
+        record.result.duration_ms = step.duration_ms
+    run.marks.append(transcript.Mark(outcome.steps_end, None))
+    run.violations += outcome.violations
+    run.internal_error = outcome.internal_error
+    started_at = dt.datetime.fromtimestamp(outcome.started_wall, dt.UTC)
+    result = run._result(
+        outcome.verdict,  # type: ignore[arg-type]
+        outcome.reason,
+        started_at.isoformat(timespec="seconds"),
+        outcome.started,
+    )
+    result.duration_ms = outcome.duration_ms
+    return result
+
+
+def _payload_of(events: list[Event], step: StepRecord) -> bytes:
+    """The message a data step sent (whole, not the transcript's start of it)."""
+    for _, direction, data, display in events[step.event :]:
+        if direction == "C" and display is PAYLOAD:
+            return data  # type: ignore[no-any-return]
+    return b""

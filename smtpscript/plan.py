@@ -1,0 +1,230 @@
+"""Compile a scenario once into a plan that load mode runs without the general runner.
+
+Load mode runs one scenario thousands of times. The general runner renders every
+template, builds step records, checks extensions and escapes a transcript in every
+session; for a plain delivery that is most of its CPU. A scenario made only of plain
+steps (connect, ehlo, helo, send, data) whose templates read nothing that changes from
+one session to the next is rendered here once, its commands encoded once and its
+expectations bound once; smtpscript.fastpath then only writes bytes, parses replies
+and judges them.
+
+Anything else (when, repeat, capture, includes, pipelines, TLS, PROXY, LMTP, AUTH,
+templates reading ``reply``, ``caps``, ``index`` or captures...) is not compiled: load
+mode then runs the general runner, and its summary says why (``compile`` returns the
+reason instead of a plan). This module does no I/O.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from smtpscript import expectations, protocol
+from smtpscript import model as m
+from smtpscript.actions import ACTIONS, default_expect, message
+from smtpscript.patterns import CodePattern
+from smtpscript.redaction import SecretTracker
+from smtpscript.templating import is_template, names_used
+
+PLANNED_KINDS = frozenset({"connect", "ehlo", "helo", "send", "data"})
+# names whose value is the same in every session of a load run (vars are added per scenario)
+STEADY_NAMES = frozenset({"env", "target", "mta_sts", "dane"})
+MAX_SHOWN_LABEL = 80  # as the runner's labels
+
+
+@dataclass(frozen=True)
+class PlanStep:
+    """One step, ready to go on the wire."""
+
+    step: m.Step
+    command: bytes  # the command line with CRLF ("DATA\r\n" for data)
+    line: str  # the command as text
+    label: str  # the step's name in reports (its own, else the command)
+    default: CodePattern  # what it expects when the step says nothing
+    timeout: float  # per reply
+    message: message.Message | None = None  # data: composed per session (Date, Message-ID)
+    connect_timeout: float = 0.0  # connect steps
+    host: str = ""
+    port: int = 0
+
+    @property
+    def is_connect(self) -> bool:
+        return self.step.kind == "connect"
+
+    def reason(self, text: str) -> str:
+        """A failure's reason as the runner words it."""
+        step = self.step
+        return f"{step.pos.file}:{step.pos.line}: {step.path} ({self.label}): {text}"
+
+    def check(self, reply: protocol.Reply | Any) -> str | None:
+        return expectations.check(self.step.expect, self.default, reply)
+
+
+@dataclass(frozen=True)
+class Plan:
+    scenario: m.Scenario
+    target: m.Target
+    steps: tuple[PlanStep, ...]
+    rendered: dict[str, str]  # template source -> its text (data steps' parts)
+    tracker: SecretTracker  # the secrets rendering met (env values, secret vars)
+    quit_timeout: float  # the QUIT the runner sends when the scenario did not
+
+    def payload(self, step: PlanStep) -> bytes:
+        """A data step's message: composed per session (a fresh Date and Message-ID)."""
+        assert step.message is not None
+        return protocol.message_payload(message.compose(step.message, self.rendered.__getitem__))
+
+
+def compile_plan(scenario: m.Scenario, target: m.Target, options: Any) -> Plan | str:
+    """The plan, or why the scenario needs the general runner.
+
+    ``options`` is the run's RunOptions (vars layers, environment, timeouts).
+    """
+    why = _unplannable(scenario)
+    if why:
+        return why
+    from smtpscript.runner import QUIT_TIMEOUT, ScenarioRun  # the runner imports load mode
+
+    probe = ScenarioRun(scenario, target, options)  # vars rendered as a session would
+    try:
+        probe._init_vars()
+    except Exception as exc:  # the general runner reports it, positioned
+        return f"its vars do not render here ({type(exc).__name__})"
+    steady = _steady_vars(scenario, options, target)
+    endpoint = probe.base_endpoint
+    if endpoint.tls or endpoint.proxy or endpoint.socket_path or endpoint.source_address:
+        return "its target uses TLS, PROXY, a UNIX socket or a source address"
+    if not endpoint.host:
+        return "no target host"
+    rendered: dict[str, str] = {}
+
+    def render(source: str) -> str:
+        if is_template(source) and not names_used(source) <= steady:
+            raise _Unsteady(source)
+        rendered[source] = probe.render(source)
+        return rendered[source]
+
+    steps: list[PlanStep] = []
+    try:
+        if scenario.steps[0].kind != "connect":  # the runner connects first, implicitly
+            steps.append(_connect_step(_implicit(scenario.steps[0]), probe, render))
+        for step in scenario.steps:
+            steps.append(_plan_step(step, probe, render))
+    except _Unsteady as exc:
+        return f"a template reads what changes between sessions: {exc}"
+    except Exception as exc:  # a template error, CR/LF in a command: the runner's to report
+        return f"a step does not render here ({type(exc).__name__})"
+    timeout = probe._timeout_default()
+    return Plan(scenario, target, tuple(steps), rendered, probe.tracker, min(QUIT_TIMEOUT, timeout))
+
+
+class _Unsteady(Exception):
+    """A template reads a name whose value may change from session to session."""
+
+
+def _unplannable(scenario: m.Scenario) -> str | None:
+    if not scenario.steps:
+        return "it has no steps"
+    if scenario.when is not None:
+        return "it has a when: condition"
+    for step in scenario.steps:
+        if step.kind not in PLANNED_KINDS:
+            return f"{step.path} is a {step.kind} step"
+        if step.when is not None or step.repeat is not None or step.capture:
+            return f"{step.path} has when:, repeat: or capture:"
+        if step.expect.tls is not None or step.expect.each is not None:
+            return f"{step.path} expects TLS facts or LMTP replies"
+        if step.kind == "connect":
+            inner = step.action.endpoint  # type: ignore[union-attr]
+            if inner.tls or inner.proxy or inner.socket_path or inner.source_address:
+                return f"{step.path} connects with TLS, PROXY, a UNIX socket or a source address"
+    return None
+
+
+def _steady_vars(scenario: m.Scenario, options: Any, target: m.Target) -> frozenset[str]:
+    """Names that render the same in every session: vars reading only steady names (in the
+    order the runner renders them, so a var may read an earlier one)."""
+    layers = [
+        scenario.vars,
+        *(layer.values for layer in options.library_layers),
+        target.vars,
+        *(layer.values for layer in options.override_layers),
+        options.overrides,
+    ]
+    winners: dict[str, Any] = {}
+    for values in layers:
+        winners.update(values)
+    steady = set(STEADY_NAMES)
+    for name, value in winners.items():
+        if not (isinstance(value, str) and is_template(value)) or names_used(value) <= steady:
+            steady.add(name)
+    return frozenset(steady)
+
+
+def _implicit(first: m.Step) -> m.Step:
+    return m.Step(
+        action=ACTIONS["connect"].build({}),
+        kind="connect",
+        path=first.path,
+        pos=first.pos,
+        name="connect (implicit)",
+    )
+
+
+def _plan_step(step: m.Step, probe: Any, render: Any) -> PlanStep:
+    if step.kind == "connect":
+        return _connect_step(step, probe, render)
+    if step.kind == "data":
+        line = "DATA"
+        action: message.Message = step.action  # type: ignore[assignment]
+        message.compose(action, render)  # renders (and checks) every part once
+        return _step(step, probe, render, line, "DATA", message=action)
+    if step.kind in ("ehlo", "helo"):
+        line = f"{step.action.verb} {render(step.action.name)}"  # type: ignore[union-attr]
+    else:
+        line = render(step.action.line)  # type: ignore[union-attr]
+    return _step(step, probe, render, line, line)
+
+
+def _step(
+    step: m.Step,
+    probe: Any,
+    render: Any,
+    line: str,
+    label: str,
+    message: message.Message | None = None,
+) -> PlanStep:
+    return PlanStep(
+        step=step,
+        command=protocol.encode_command(line),
+        line=line,
+        label=_label(step, probe, render, label),
+        default=default_expect(step.kind),
+        timeout=probe.timeout(step),
+        message=message,
+    )
+
+
+def _connect_step(step: m.Step, probe: Any, render: Any) -> PlanStep:
+    endpoint = probe.base_endpoint.overlay(step.action.endpoint)  # type: ignore[union-attr]
+    host = render(endpoint.host or "")
+    port = endpoint.port or m.DEFAULT_PORT
+    label = f"connect {endpoint.where()}"
+    return PlanStep(
+        step=step,
+        command=b"",
+        line="",
+        label=_label(step, probe, render, label),
+        default=default_expect("connect"),
+        timeout=probe.timeout(step),
+        connect_timeout=endpoint.connect_timeout or endpoint.timeout or m.DEFAULT_TIMEOUT,
+        host=host,
+        port=port,
+    )
+
+
+def _label(step: m.Step, probe: Any, render: Any, text: str) -> str:
+    """The runner's label: the step's name rendered, else the command, redacted and cut."""
+    if step.name:
+        return render(step.name)
+    return expectations.shorten(probe.tracker.redact(text), MAX_SHOWN_LABEL)
