@@ -37,6 +37,7 @@ from smtpscript.session import Closed, ConnectError, KeptBudget, SendTimeout
 # an event: (seconds since the session started, "C" | "S" | "*", bytes or a note, display)
 Event = tuple[float, str, Any, Any]
 PAYLOAD = object()  # an event's display: a data step's message, shown as the runner shows it
+MAX_HELD = 128 * 1024  # bytes received, not read yet, before reading pauses (as streams do)
 
 
 @dataclass
@@ -73,33 +74,38 @@ class SessionOutcome:
 
 
 class _Wire(asyncio.Protocol):
-    """The receiving half: bytes into the parser, a waiting read woken by a reply."""
+    """The receiving half: bytes wait here until a read takes them (as a StreamReader
+    holds them for the general runner), so the record is made in the same order."""
 
-    def __init__(self, session: _Session) -> None:
-        self.session = session
-        self.parser = ReplyParser()
+    def __init__(self) -> None:
         self.transport: asyncio.Transport | None = None
-        self.waiter: asyncio.Future[Any] | None = None
+        self.received: list[bytes] = []
+        self.size = 0  # bytes in ``received``
+        self.waiter: asyncio.Future[None] | None = None
         self.closed = False  # connection_lost came
-        self.reset = False
-        self.error: Exception | None = None  # the per-run byte budget ran out
+        self.reset = False  # ... with an error (a reset), not after a FIN
+        self.paused = False  # reading paused until a read takes what came
         self.writable: asyncio.Future[None] | None = None  # set while writing is paused
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
 
     def data_received(self, data: bytes) -> None:
-        session = self.session
-        try:
-            session.budget.take(len(data))
-        except LimitExceeded as exc:
-            self.error = exc
-            self._wake()
-            return
-        session.events.append((time.monotonic() - session.t0, "S", data, None))
-        self.parser.feed(data)
-        if self.waiter is not None:
-            self._wake()
+        self.received.append(data)
+        self.size += len(data)
+        if self.size > MAX_HELD and self.transport is not None:
+            self.transport.pause_reading()  # bounded memory while nobody reads
+            self.paused = True
+        self._wake()
+
+    def take(self) -> bytes:
+        data = b"".join(self.received) if len(self.received) > 1 else self.received[0]
+        self.received.clear()
+        self.size = 0
+        if self.paused and self.transport is not None and not self.closed:
+            self.paused = False
+            self.transport.resume_reading()
+        return data
 
     def eof_received(self) -> bool:
         return False  # close our side too: the server is done
@@ -121,29 +127,17 @@ class _Wire(asyncio.Protocol):
 
     def _wake(self) -> None:
         waiter = self.waiter
-        if waiter is None or waiter.done():
-            return
-        if self.error is not None:
-            waiter.set_exception(self.error)
-            return
-        try:
-            reply = self.parser.next_reply()
-        except RemoteProtocolError as exc:
-            waiter.set_exception(exc)
-            return
-        if reply is not None:
-            waiter.set_result(reply)
-        elif self.closed:
+        if waiter is not None and not waiter.done():
             waiter.set_result(None)
+
+    def expire(self) -> None:
+        waiter = self.waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_exception(_ReplyTimeout())
 
 
 class _ReplyTimeout(Exception):
     pass
-
-
-def _expire(waiter: asyncio.Future[Any]) -> None:
-    if not waiter.done():
-        waiter.set_exception(_ReplyTimeout())
 
 
 class _Session:
@@ -156,6 +150,7 @@ class _Session:
         self.events: list[Event] = []
         self.budget = KeptBudget(budget_bytes)
         self.wire: _Wire | None = None
+        self.parser = ReplyParser()
         self.violations: list[str] = []
         self.steps: list[StepRecord] = []
         self.last_command = b""
@@ -251,16 +246,17 @@ class _Session:
             record.verdict, record.message = "failed", message
 
     async def _command(self, plan_step: PlanStep, record: StepRecord, data: bytes) -> Any:
-        """Send a command and read its reply; a connection already gone is its reply."""
+        """Send a command and read its reply; a connection already gone is its reply (the
+        general runner's write fails then, and the step is judged as a close)."""
         wire = self.wire
-        if wire is None or self.eof_seen:  # the runner's "connection gone": judged as a close
+        if wire is None or self.eof_seen or wire.closed:
             closed = Closed()
             record.replies.append((closed, 0.0, len(self.events), 0))
             return closed
-        held = wire.parser.held_bytes
-        if held:
+        early = wire.size + self.parser.held_bytes
+        if early:
             self.violations.append(
-                f"{plan_step.step.path}: the server sent {held} bytes before this command "
+                f"{plan_step.step.path}: the server sent {early} bytes before this command "
                 "was sent (a reply ahead of its command: desynchronised)"
             )
         await self._send(data, plan_step, None)
@@ -291,18 +287,9 @@ class _Session:
     async def _read(self, plan_step: PlanStep, record: StepRecord | None) -> Any:
         wire = self.wire
         assert wire is not None
-        mark = (len(self.events), wire.parser.held_bytes)
+        mark = (len(self.events), self.parser.held_bytes)
         t0 = time.monotonic()
-        if self.eof_seen:
-            reply: Any = Closed()
-        else:
-            if wire.error is not None:
-                raise wire.error
-            reply = wire.parser.next_reply()
-            if reply is None and not wire.closed:
-                reply = await self._wait(wire, plan_step.timeout)
-            if reply is None:
-                reply = self._closed(wire)
+        reply = Closed() if self.eof_seen else await self._reply(wire, plan_step.timeout)
         if record is not None:
             elapsed = round((time.monotonic() - t0) * 1000, 3)
             record.replies.append((reply, elapsed, *mark))
@@ -313,18 +300,36 @@ class _Session:
                 )
         return reply
 
-    async def _wait(self, wire: _Wire, timeout: float) -> Any:
-        waiter = wire.waiter = self.loop.create_future()
-        timer = self.loop.call_later(timeout, _expire, waiter)
+    async def _reply(self, wire: _Wire, timeout: float) -> Any:
+        """The next reply, or Closed; one deadline for all of it (as the general runner)."""
+        parser, timer = self.parser, None
         try:
-            return await waiter
+            while True:
+                reply = parser.next_reply()
+                if reply is not None:
+                    return reply
+                if wire.size:
+                    data = wire.take()
+                    self.budget.take(len(data))
+                    self.events.append((time.monotonic() - self.t0, "S", data, None))
+                    parser.feed(data)
+                    continue
+                if wire.closed:
+                    return self._closed(wire)
+                if timer is None:
+                    timer = self.loop.call_later(timeout, wire.expire)
+                wire.waiter = self.loop.create_future()
+                try:
+                    await wire.waiter
+                finally:
+                    wire.waiter = None
         finally:
-            timer.cancel()
-            wire.waiter = None
+            if timer is not None:
+                timer.cancel()
 
     def _closed(self, wire: _Wire) -> Closed:
         self.eof_seen = True
-        partial = _tail(self.events, wire.parser.buffered)
+        partial = _tail(self.events, self.parser.buffered)
         reset = wire.reset
         self._note("connection reset by the server" if reset else "connection closed by the server")
         return Closed(partial=partial, reset=reset)
@@ -337,10 +342,11 @@ class _Session:
         timeout = plan_step.connect_timeout
         try:
             async with asyncio.timeout(timeout):
-                _, wire = await self.loop.create_connection(lambda: _Wire(self), host, port)
+                _, wire = await self.loop.create_connection(_Wire, host, port)
         except Exception as exc:
             raise _connect_error(exc, host, port, timeout) from None
         self.wire = wire
+        self.parser = ReplyParser()
         self.last_command = b""
         self.eof_seen = False
         peer = wire.transport.get_extra_info("peername") if wire.transport else None
@@ -351,7 +357,7 @@ class _Session:
         wire = self.wire
         if wire is None:
             return
-        if not self.eof_seen and self.last_command.upper() != b"QUIT\r\n" and wire.error is None:
+        if not self.eof_seen and self.last_command.upper() != b"QUIT\r\n":
             quit_step = replace(self.plan.steps[-1], timeout=self.plan.quit_timeout)
             # the verdict is made: a QUIT that fails changes nothing
             with contextlib.suppress(Exception):

@@ -78,6 +78,7 @@ class LoadAggregate:
         self.kept: list[ScenarioResult] = []
         self._kept_failures = self._kept_passes = 0
         self.first: ScenarioResult | None = None
+        self.engine = ""  # what ran the sessions (LoadSummary.engine)
 
     def would_keep(self, verdict: str) -> bool:
         """Would a session with this verdict be kept whole (so its transcript is needed)?"""
@@ -150,6 +151,7 @@ class LoadAggregate:
     def merge(self, other: LoadAggregate) -> None:
         """Add another process's sessions to these (kept samples: failures first, bounded)."""
         self.first = self.first or other.first
+        self.engine = self.engine or other.engine
         self.verdicts.update(other.verdicts)
         for reason, count in other.reasons.items():
             known = reason in self.reasons or len(self.reasons) < MAX_REASONS
@@ -184,6 +186,7 @@ class LoadAggregate:
             ],
             reasons=[ReasonCount(reason, n) for reason, n in self.reasons.most_common()],
             kept=len(self.kept),
+            engine=self.engine,
         )
 
 
@@ -221,6 +224,7 @@ async def load(
 
     compiled = _compiled(scenario, target, options, plan)
     engine = compiled if isinstance(compiled, str) else None
+    aggregate.engine = f"general runner ({engine})" if engine else "compiled plan"
 
     async def one() -> None:
         try:

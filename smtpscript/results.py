@@ -173,6 +173,7 @@ class LoadSummary:
     steps: list[StepLatency] = field(default_factory=list)
     reasons: list[ReasonCount] = field(default_factory=list)  # failures and errors, most first
     kept: int = 0  # sessions whose full result is in RunResult.scenarios
+    engine: str = ""  # "compiled plan", or "general runner (why it did not compile)"
 
 
 @dataclass

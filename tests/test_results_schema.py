@@ -107,6 +107,7 @@ ADDED_IN_FORMAT_1 = {
     "StepResult": {"file", "included_from"},
     "TargetInfo": {"facts"},
     "TlsFacts": {"cert_sha256", "spki_sha256"},
+    "LoadSummary": {"engine"},
 }
 
 

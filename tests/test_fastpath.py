@@ -1,0 +1,291 @@
+"""Load mode's compiled plan (smtpscript.plan + smtpscript.fastpath) against the general
+runner: on the same server behaviour, the same verdict, reason and whole result.
+
+Each case runs one scenario once through the general runner and once as a compiled
+plan, against the real sandbox or a scripted misbehaving server (tests/hostile.py) on
+loopback, and compares the two ScenarioResults field by field (times and the random
+Message-ID aside).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import textwrap
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hostile import Conn, Hostile
+
+from smtpscript import fastpath, loadmode
+from smtpscript.loading import load_paths
+from smtpscript.plan import Plan, compile_plan
+from smtpscript.runner import MAX_RECEIVED_PER_RUN, RunOptions, run_scenario
+from smtpscript.model import Target
+from smtpscript.targets import parse_target
+
+BANNER = b"220 hostile.test ESMTP\r\n"
+EHLO = b"250-hostile.test\r\n250-PIPELINING\r\n250 SIZE 1000\r\n"
+DELIVERY = """
+- ehlo: client.test
+- send: "MAIL FROM:<{{ sender }}>"
+- send: RCPT TO:<alice@sandbox.test>
+- data:
+    headers: {Subject: test}
+    body: "hello\\n.dot line\\n"
+- send: QUIT
+  expect: 221
+"""
+TIMING_KEYS = {"t", "elapsed_ms", "duration_ms", "started_at"}
+
+
+def scenario_file(tmp_path: Path, steps: str, timeout: float = 3, extra: str = "") -> Path:
+    path = tmp_path / "fast.yaml"
+    body = textwrap.indent(textwrap.dedent(steps).strip(), "  ")
+    path.write_text(
+        f"smtpscript: 1\ntitle: fast\nvars:\n  sender: me@client.test\n{extra}"
+        f"target:\n  timeout: {timeout}\nsteps:\n{body}\n",
+        encoding="utf-8",
+    )
+    return path
+
+
+def _comparable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _comparable(v) for k, v in value.items() if k not in TIMING_KEYS}
+    if isinstance(value, list):
+        return [_comparable(v) for v in value]
+    if isinstance(value, str):  # what differs from one session to the next
+        value = re.sub(r"<[0-9a-f]{32}@smtpscript\.invalid>", "<ID>", value)
+        value = re.sub(r"queued as \w+", "queued as ID", value)
+        return re.sub(r"^Date: .*", "Date: DATE", value)
+    return value
+
+
+def both(path: Path, target: Target | str, options: RunOptions | None = None) -> tuple[Any, Any]:
+    """(general runner's result, compiled plan's result) of one session each."""
+    loaded = load_paths([path])
+    assert not loaded.problems, loaded.problems
+    scenario = loaded.scenarios[0]
+    target = parse_target(target) if isinstance(target, str) else target
+    options = options or RunOptions()
+    plan = compile_plan(scenario, target, options)
+    assert isinstance(plan, Plan), plan
+
+    async def go() -> tuple[Any, Any]:
+        general = await run_scenario(scenario, target, options)
+        outcome = await fastpath.run_plan(plan, MAX_RECEIVED_PER_RUN)
+        compiled = fastpath.result_of(plan, options, outcome)
+        assert (outcome.verdict, outcome.reason) == (compiled.verdict, compiled.reason)
+        return general, compiled
+
+    return asyncio.run(go())
+
+
+def assert_same(general: Any, compiled: Any) -> None:
+    fast, slow = _comparable(asdict(compiled)), _comparable(asdict(general))
+    for key in slow:  # key by key, a list item by item: a difference shows whole
+        if isinstance(slow[key], list) and len(slow[key]) == len(fast[key]):
+            for n, (one, other) in enumerate(zip(fast[key], slow[key], strict=True)):
+                assert (key, n, one) == (key, n, other)
+        assert (key, fast[key]) == (key, slow[key])
+
+
+def test_a_delivery_on_the_sandbox_reads_the_same(tmp_path, sandbox_target):
+    general, compiled = both(scenario_file(tmp_path, DELIVERY), sandbox_target)
+    assert general.verdict == "passed", general.reason
+    assert_same(general, compiled)
+    assert [s.name for s in compiled.steps][:3] == ["connect (implicit)", "EHLO client.test",
+                                                    "MAIL FROM:<me@client.test>"]
+
+
+# --- misbehaving servers: each case is (script, steps, expected verdict) ---------------------
+
+
+async def bare_lf(conn: Conn) -> None:
+    await conn.send(b"220 hostile.test ESMTP\n")
+    await conn.serve({b"EHLO": b"250-hostile.test\n250 PIPELINING\n", b"QUIT": b"221 bye\n"})
+
+
+async def closes_after_mail(conn: Conn) -> None:
+    await conn.send(BANNER)
+    await conn.serve({b"EHLO": EHLO, b"MAIL": b"421 4.3.0 going away\r\n"}, stop_after=b"MAIL")
+
+
+async def resets_after_mail(conn: Conn) -> None:
+    await conn.send(BANNER)
+    await conn.serve({b"EHLO": EHLO}, stop_after=b"MAIL")
+    conn.reset()
+
+
+async def silent_on_rcpt(conn: Conn) -> None:
+    await conn.send(BANNER)
+    await conn.serve({b"EHLO": EHLO}, stop_after=b"MAIL")
+    await conn.drain_until_eof()
+
+
+async def malformed(conn: Conn) -> None:
+    await conn.send(BANNER)
+    await conn.serve({b"EHLO": EHLO, b"MAIL": b"2x0 what\r\n"})
+
+
+async def ahead_of_command(conn: Conn) -> None:
+    await conn.send(BANNER)
+    await conn.serve({b"EHLO": EHLO + b"250 2.1.0 early\r\n"})
+
+
+async def refuses_banner(conn: Conn) -> None:
+    await conn.send(b"554 5.7.1 go away\r\n")
+    await conn.serve({})
+
+
+async def refuses_data(conn: Conn) -> None:
+    await conn.send(BANNER)
+    await conn.serve({b"EHLO": EHLO, b"DATA": b"554 5.5.1 no valid recipients\r\n"})
+
+
+async def rejects_sender(conn: Conn) -> None:
+    await conn.send(BANNER)
+    await conn.serve({b"EHLO": EHLO, b"MAIL": b"550 5.7.1 <me@client.test> not welcome\r\n"})
+
+
+async def endless_reply(conn: Conn) -> None:
+    await conn.send(BANNER)
+    await conn.line()
+    await conn.send(b"250-more\r\n" * 2000)  # more lines than a reply may have, in one write
+    await conn.drain_until_eof()
+
+
+async def long_line(conn: Conn) -> None:
+    await conn.send(BANNER)
+    await conn.line()
+    await conn.send(b"250-" + b"x" * 5000 + b"\r\n")
+    await conn.drain_until_eof()
+
+
+async def multiline(conn: Conn) -> None:
+    await conn.send(b"220-hostile.test\r\n220-\x1b[31mred\xff\r\n220 ESMTP\r\n")
+    await conn.serve({b"EHLO": EHLO, b"DATA": b"354 go\r\n"})
+
+
+CASES = {
+    "bare LF": (bare_lf, "- ehlo: client.test\n- send: QUIT\n  expect: 221", "passed"),
+    "closes after MAIL": (closes_after_mail, DELIVERY, "failed"),
+    "silent on RCPT": (silent_on_rcpt, DELIVERY, "error"),
+    "malformed reply": (malformed, DELIVERY, "error"),
+    "reply ahead of its command": (ahead_of_command, DELIVERY, "failed"),
+    "banner refused": (refuses_banner, DELIVERY, "failed"),
+    "banner refused, expected": (
+        refuses_banner,
+        "- connect: {}\n  expect: 554\n- send: QUIT\n  expect: 221",
+        "passed",
+    ),
+    "DATA refused": (refuses_data, DELIVERY, "failed"),
+    "DATA refused, expected": (
+        refuses_data,
+        "- ehlo: c.test\n- data: hi\n  expect: 554\n- send: QUIT",
+        "passed",
+    ),
+    "sender rejected, carried on": (
+        rejects_sender,
+        '- ehlo: c.test\n- send: "MAIL FROM:<{{ sender }}>"\n  continue_on_fail: true\n'
+        "- send: NOOP\n- send: NOOP\n  expect: 550\n  match: nope",
+        "failed",
+    ),
+    "endless reply": (endless_reply, DELIVERY, "error"),
+    "reply line too long": (long_line, DELIVERY, "error"),
+    "escaped multiline banner": (
+        multiline,
+        "- ehlo: c.test\n- send: NOOP\n- send: QUIT\n  expect: 221",
+        "passed",
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_a_misbehaving_server_reads_the_same(tmp_path, name):
+    script, steps, verdict = CASES[name]
+    with Hostile(script) as server:
+        general, compiled = both(scenario_file(tmp_path, steps, 1), f"127.0.0.1:{server.port}")
+    assert general.verdict == verdict, general.reason
+    assert_same(general, compiled)
+
+
+def test_a_reset_reads_the_same_but_for_the_race(tmp_path):
+    """Whether a reset is seen by the next write (judged as a close) or by the read after
+    it is a race in either engine: the verdict and the failing step must not depend on it."""
+    with Hostile(resets_after_mail) as server:
+        path = scenario_file(tmp_path, DELIVERY, 1)
+        general, compiled = both(path, f"127.0.0.1:{server.port}")
+    for result in (general, compiled):
+        assert result.verdict == "failed"
+        assert re.search(r"steps\[2\] .* got server (reset|closed) the connection", result.reason)
+    assert [s.verdict for s in compiled.steps] == [s.verdict for s in general.steps]
+
+
+def test_a_refused_connection_reads_the_same(tmp_path):
+    with Hostile(refuses_banner) as server:
+        port = server.port  # closed once the server stops: nobody listens there
+    general, compiled = both(scenario_file(tmp_path, DELIVERY), f"127.0.0.1:{port}")
+    assert general.verdict == "error" and "connection refused" in (general.reason or "")
+    assert_same(general, compiled)
+
+
+def test_secrets_stay_hidden_in_a_kept_session(tmp_path, monkeypatch):
+    monkeypatch.setenv("FAST_SECRET", "hunter2-secret")
+
+    async def echoes(conn: Conn) -> None:
+        await conn.send(BANNER)
+        await conn.serve({b"EHLO": EHLO, b"MAIL": b"550 no hunter2-secret here\r\n"})
+
+    extra = "  token: \"{{ env.FAST_SECRET }}\"\n"
+    steps = '- ehlo: c.test\n- send: "MAIL FROM:<{{ token }}@client.test>"'
+    with Hostile(echoes) as server:
+        path = scenario_file(tmp_path, steps, 1, extra=extra)
+        general, compiled = both(path, f"127.0.0.1:{server.port}")
+    assert general.verdict == "failed"
+    assert_same(general, compiled)
+    assert "hunter2" not in repr(asdict(compiled))
+
+
+# --- what compiles, and what load mode says about it ----------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("steps", "why"),
+    [
+        ("- starttls: {}", "starttls step"),
+        ("- send: NOOP\n  when: \"true\"", "when:"),
+        ("- send: NOOP\n  capture: {x: '(.*)'}", "capture:"),
+        ("- send: \"NOOP {{ reply.code }}\"", "changes between sessions"),
+        ("- send: \"NOOP {{ index }}\"", "changes between sessions"),
+        ("- send: NOOP\n  repeat: 2", "repeat:"),
+    ],
+)
+def test_what_does_not_compile_says_why(tmp_path, steps, why):
+    loaded = load_paths([scenario_file(tmp_path, steps)])
+    assert not loaded.problems, loaded.problems
+    plan = compile_plan(loaded.scenarios[0], parse_target("127.0.0.1:25"), RunOptions())
+    assert isinstance(plan, str) and why in plan
+
+
+def test_load_mode_on_a_compiled_plan_and_on_the_runner_agree(tmp_path, sandbox_target):
+    loaded = load_paths([scenario_file(tmp_path, DELIVERY)])
+    scenario, target = loaded.scenarios[0], sandbox_target
+    runs = {
+        compiled: loadmode.run(
+            scenario, target, RunOptions(), loadmode.LoadPlan(repeat=40, concurrency=5,
+                                                               compiled=compiled)
+        )
+        for compiled in (True, False)
+    }
+    fast, general = runs[True].load, runs[False].load
+    assert fast.engine == "compiled plan"
+    assert general.engine.startswith("general runner")
+    assert fast.verdicts == general.verdicts == {"passed": 40}
+    assert [s.name for s in fast.steps] == [s.name for s in general.steps]
+    assert [s.latency.count for s in fast.steps] == [40] * 6
+    assert fast.kept == general.kept == 3
+    assert_same(runs[False].scenarios[0], runs[True].scenarios[0])
