@@ -167,6 +167,28 @@ def test_help_and_version(capsys):
     assert "--var" in capsys.readouterr().out
 
 
+COMMANDS = ("validate", "list", "run", "report", "serve", "init", "schema")
+ONE_COMMAND_LINES = [
+    *([name, "--help"] for name in COMMANDS),
+    ["--traceback", "validate", "--help"],
+    ["validate", "--bogus"],
+    ["run", "--jobs", "0"],
+    ["schema", "nope"],
+]
+
+
+@pytest.mark.parametrize("args", ONE_COMMAND_LINES, ids=" ".join)
+def test_a_command_built_alone_says_what_the_whole_group_says(args, capsys, monkeypatch):
+    """cli._command builds only the command named; its help and errors are unchanged."""
+    from smtpscript import cli
+
+    alone = cli._command(args)
+    assert list(alone.commands) == [args[1] if args[0] == "--traceback" else args[0]]
+    said_alone = run_cli(args), capsys.readouterr()
+    monkeypatch.setattr(cli, "_command", lambda args: cli.typer.main.get_command(cli.app))
+    assert said_alone == (run_cli(args), capsys.readouterr())
+
+
 def test_version_answered_before_typer_is_the_same(tmp_path):
     """`smtpscript --version` alone skips typer (__main__.py): same bytes, same exit status
     as typer's --version, for both the console script and python -m."""
