@@ -21,9 +21,9 @@ from hostile import Conn, Hostile
 
 from smtpscript import fastpath, loadmode
 from smtpscript.loading import load_paths
+from smtpscript.model import Target
 from smtpscript.plan import Plan, compile_plan
 from smtpscript.runner import MAX_RECEIVED_PER_RUN, RunOptions, run_scenario
-from smtpscript.model import Target
 from smtpscript.targets import parse_target
 
 BANNER = b"220 hostile.test ESMTP\r\n"
@@ -97,8 +97,11 @@ def test_a_delivery_on_the_sandbox_reads_the_same(tmp_path, sandbox_target):
     general, compiled = both(scenario_file(tmp_path, DELIVERY), sandbox_target)
     assert general.verdict == "passed", general.reason
     assert_same(general, compiled)
-    assert [s.name for s in compiled.steps][:3] == ["connect (implicit)", "EHLO client.test",
-                                                    "MAIL FROM:<me@client.test>"]
+    assert [s.name for s in compiled.steps][:3] == [
+        "connect (implicit)",
+        "EHLO client.test",
+        "MAIL FROM:<me@client.test>",
+    ]
 
 
 # --- misbehaving servers: each case is (script, steps, expected verdict) ---------------------
@@ -240,7 +243,7 @@ def test_secrets_stay_hidden_in_a_kept_session(tmp_path, monkeypatch):
         await conn.send(BANNER)
         await conn.serve({b"EHLO": EHLO, b"MAIL": b"550 no hunter2-secret here\r\n"})
 
-    extra = "  token: \"{{ env.FAST_SECRET }}\"\n"
+    extra = '  token: "{{ env.FAST_SECRET }}"\n'
     steps = '- ehlo: c.test\n- send: "MAIL FROM:<{{ token }}@client.test>"'
     with Hostile(echoes) as server:
         path = scenario_file(tmp_path, steps, 1, extra=extra)
@@ -257,10 +260,10 @@ def test_secrets_stay_hidden_in_a_kept_session(tmp_path, monkeypatch):
     ("steps", "why"),
     [
         ("- starttls: {}", "starttls step"),
-        ("- send: NOOP\n  when: \"true\"", "when:"),
+        ('- send: NOOP\n  when: "true"', "when:"),
         ("- send: NOOP\n  capture: {x: '(.*)'}", "capture:"),
-        ("- send: \"NOOP {{ reply.code }}\"", "changes between sessions"),
-        ("- send: \"NOOP {{ index }}\"", "changes between sessions"),
+        ('- send: "NOOP {{ reply.code }}"', "changes between sessions"),
+        ('- send: "NOOP {{ index }}"', "changes between sessions"),
         ("- send: NOOP\n  repeat: 2", "repeat:"),
     ],
 )
@@ -276,8 +279,10 @@ def test_load_mode_on_a_compiled_plan_and_on_the_runner_agree(tmp_path, sandbox_
     scenario, target = loaded.scenarios[0], sandbox_target
     runs = {
         compiled: loadmode.run(
-            scenario, target, RunOptions(), loadmode.LoadPlan(repeat=40, concurrency=5,
-                                                               compiled=compiled)
+            scenario,
+            target,
+            RunOptions(),
+            loadmode.LoadPlan(repeat=40, concurrency=5, compiled=compiled),
         )
         for compiled in (True, False)
     }
@@ -289,3 +294,33 @@ def test_load_mode_on_a_compiled_plan_and_on_the_runner_agree(tmp_path, sandbox_
     assert [s.latency.count for s in fast.steps] == [40] * 6
     assert fast.kept == general.kept == 3
     assert_same(runs[False].scenarios[0], runs[True].scenarios[0])
+
+
+@pytest.mark.parametrize(
+    "expect",
+    [
+        "",
+        "expect: 250",
+        "expect: [2xx, 354]",
+        "expect: closed",
+        "expect: [closed, 25x]",
+        "expect: any",
+        "expect: 250\n  status: 2.1.x",
+        "expect: 250\n  match: ok",
+    ],
+)
+def test_the_passing_shortcut_judges_as_expectations_check(tmp_path, expect):
+    from smtpscript import expectations
+    from smtpscript.protocol import parse_replies
+    from smtpscript.session import Closed
+
+    steps = f"- send: NOOP\n  {expect}" if expect else "- send: NOOP"
+    loaded = load_paths([scenario_file(tmp_path, steps)])
+    plan = compile_plan(loaded.scenarios[0], parse_target("127.0.0.1:25"), RunOptions())
+    assert isinstance(plan, Plan), plan
+    step = plan.steps[1]
+    for code in (c for c in range(200, 560) if c // 10 % 10 <= 5):  # what the parser passes
+        for text in (b"2.1.0 ok", b"5.7.1 no"):
+            reply = parse_replies(b"%d %s\r\n" % (code, text))[0]
+            assert step.check(reply) == expectations.check(step.step.expect, step.default, reply)
+    assert step.check(Closed()) == expectations.check(step.step.expect, step.default, Closed())
