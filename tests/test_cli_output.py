@@ -6,6 +6,7 @@ to provoke an internal error (a bug) at the CLI boundary.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -376,9 +377,14 @@ def test_every_writer_writes_lone_surrogates_as_text(tmp_path):
     assert again.scenarios[0].reason == "got \\udc80" and again.incomplete == "cut \\udc81"
 
 
+def _fields(obj: object) -> dict[str, object]:
+    """A results dataclass as a dict, one level deep (no __dict__ with slots)."""
+    return {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj)}
+
+
 def test_report_on_a_results_file_with_surrogate_escapes(capsys, tmp_path):
     results = tmp_path / "results.json"
-    source = json.loads(json.dumps(_surrogate_run().__dict__, default=lambda o: o.__dict__))
+    source = json.loads(json.dumps(_fields(_surrogate_run()), default=_fields))
     results.write_text(json.dumps(source), encoding="ascii")  # "\udc80" escapes, as JSON allows
     html = tmp_path / "r.html"
     status, _, err = cli(capsys, "report", results, "--html", html)
