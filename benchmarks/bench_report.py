@@ -288,8 +288,12 @@ import json, sys
 sys.path.insert(0, {bench!r})
 from bench_report import build_run
 from smtpscript.results import to_dict
-indent = int(sys.argv[3]) if sys.argv[3] != "none" else None
-text = json.dumps(to_dict(build_run(int(sys.argv[1]))), indent=indent, ensure_ascii=False)
+data = to_dict(build_run(int(sys.argv[1])))
+if sys.argv[3] == "lines":  # one scenario result per line
+    text = "\\n".join(json.dumps(s, ensure_ascii=False) for s in data["scenarios"])
+else:
+    indent = int(sys.argv[3]) if sys.argv[3] != "none" else None
+    text = json.dumps(data, indent=indent, ensure_ascii=False)
 open(sys.argv[2], "w", encoding="utf-8").write(text + "\\n")
 """
 
@@ -367,7 +371,8 @@ def bench_phases(n: int, smtpscript: Path, folder: Path) -> dict[str, float]:
     return phases
 
 
-# Runs in a child: argv = results path, mode ("traced" or "rss"). Prints one JSON line.
+# Runs in a child: argv = results file, how ("whole": a results file as report reads it;
+# "one": one result at a time, from a line each, as a run builds them), "traced" or "rss".
 _RSS_CHILD = """
 import gc, json, resource, sys, tracemalloc
 from pathlib import Path
@@ -386,16 +391,22 @@ def trim():
     except OSError:
         pass
 
-traced = sys.argv[2] == "traced"
+path, how, traced = Path(sys.argv[1]), sys.argv[2], sys.argv[3] == "traced"
 trim()
 before = rss_kb()
 if traced:
     tracemalloc.start()
-data = api._results_json(Path(sys.argv[1]))
-run = from_dict(data)
-del data
+if how == "whole":
+    data = api._results_json(path)
+    kept = from_dict(data).scenarios
+    del data
+else:
+    kept = []
+    with open(path, encoding="utf-8") as lines:
+        for line in lines:
+            kept += from_dict({{"scenarios": [json.loads(line)]}}).scenarios
 trim()
-figures = {{"results": len(run.scenarios), "rss_before_kb": before, "rss_steady_kb": rss_kb(),
+figures = {{"results": len(kept), "rss_before_kb": before, "rss_steady_kb": rss_kb(),
            "peak_rss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}}
 if traced:
     figures["held_bytes"], figures["traced_peak_bytes"] = tracemalloc.get_traced_memory()
@@ -403,33 +414,35 @@ print(json.dumps(figures))
 """
 
 
-def bench_rss(n: int, smtpscript: Path, folder: Path) -> dict[str, float]:
-    """Memory a run's kept results take: per result, held (tracemalloc), RSS."""
-    results = write_results(n, folder, "none")
-    code = _RSS_CHILD.format()
-    _, _, text = _wait(
-        [sys.executable, "-c", code, str(results), "traced"], _child_env(smtpscript), folder
-    )
-    traced = json.loads(text)
-    _, _, text = _wait(
-        [sys.executable, "-c", code, str(results), "rss"], _child_env(smtpscript), folder
-    )
-    rss = json.loads(text)
-    count = traced["results"]
-    steady = rss["rss_steady_kb"] - rss["rss_before_kb"]
-    peak = rss["peak_rss_kb"] - rss["rss_before_kb"]
-    print(
-        f"memory per kept result ({count} results from_dict, parsed JSON dropped): "
-        f"held {traced['held_bytes'] / count / 1024:.1f} kB (tracemalloc; "
-        f"{traced['held_bytes'] / 1e6:.0f} MB in all), "
-        f"RSS steady {steady / count:.1f} kB (+{steady / 1024:.0f} MB), "
-        f"RSS peak while loading {peak / count:.1f} kB (+{peak / 1024:.0f} MB)"
-    )
-    return {
-        "held_bytes_per_result": traced["held_bytes"] / count,
-        "rss_steady_kb_per_result": steady / count,
-        "rss_peak_kb_per_result": peak / count,
-    }
+def bench_rss(n: int, smtpscript: Path, folder: Path) -> dict[str, dict[str, float]]:
+    """Memory kept results take, per result: held (tracemalloc) and RSS, steady and peak."""
+    out = {}
+    print(f"memory per kept result ({n} results; held: tracemalloc; RSS steady: after a gc")
+    print("and malloc_trim; peak: ru_maxrss; all less the child's RSS before):")
+    for how, indent, what in (
+        ("one", "lines", "as a run keeps them (one at a time, each from its JSON)"),
+        ("whole", "none", "as report reads them (one results file, JSON dropped)"),
+    ):
+        results = write_results(n, folder, indent)
+        code = _RSS_CHILD.format()
+        figures = {}
+        for mode in ("traced", "rss"):
+            argv = [sys.executable, "-c", code, str(results), how, mode]
+            figures[mode] = json.loads(_wait(argv, _child_env(smtpscript), folder)[2])
+        traced, rss = figures["traced"], figures["rss"]
+        count = traced["results"]
+        per = {
+            "held_kb": traced["held_bytes"] / 1024 / count,
+            "rss_steady_kb": (rss["rss_steady_kb"] - rss["rss_before_kb"]) / count,
+            "rss_peak_kb": (rss["peak_rss_kb"] - rss["rss_before_kb"]) / count,
+        }
+        total = " / ".join(f"{v * count / 1024:.0f}" for v in per.values())
+        print(
+            f"  {what}: held {per['held_kb']:.1f} kB, RSS steady {per['rss_steady_kb']:.1f} kB, "
+            f"peak {per['rss_peak_kb']:.1f} kB (in all {total} MB)"
+        )
+        out[how] = per
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:

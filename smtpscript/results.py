@@ -13,7 +13,7 @@ import functools
 import json
 import re
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -28,7 +28,7 @@ REDACTED = "********"
 SEVERITY_ORDER: tuple[str, ...] = tuple(reversed(SEVERITIES))  # worst first
 
 
-@dataclass
+@dataclass(slots=True)
 class TranscriptEntry:
     """One event of a conversation: ``C`` sent, ``S`` received, ``*`` note (TLS up, closed)."""
 
@@ -40,7 +40,7 @@ class TranscriptEntry:
     step: int | None = None
 
 
-@dataclass
+@dataclass(slots=True)
 class TlsFacts:
     version: str | None = None
     cipher: str | None = None
@@ -61,7 +61,7 @@ class TlsFacts:
     spki_sha256: str | None = None
 
 
-@dataclass
+@dataclass(slots=True)
 class ReplyRecord:
     code: int | None  # None when the connection closed instead of a reply
     status: str | None
@@ -77,7 +77,7 @@ class ReplyRecord:
         return f"{first} (+{more} more lines)" if more > 0 else first
 
 
-@dataclass
+@dataclass(slots=True)
 class StepResult:
     index: int  # position in execution order, from 1
     path: str  # JSON path in the scenario file, e.g. "steps[3]" or "steps[2].pipeline[0]"
@@ -97,7 +97,7 @@ class StepResult:
     included_from: list[str] = field(default_factory=list)  # "file:line" of each include
 
 
-@dataclass
+@dataclass(slots=True)
 class TargetInfo:
     name: str  # as given: "sandbox", "mx1", "127.0.0.1:2525"
     host: str
@@ -106,7 +106,7 @@ class TargetInfo:
     facts: dict[str, Any] | None = None
 
 
-@dataclass
+@dataclass(slots=True)
 class ScenarioResult:
     scenario_id: str  # file path relative to where it was found, stable across runs
     file: str
@@ -138,7 +138,7 @@ class ScenarioResult:
         return self.verdict == "failed"
 
 
-@dataclass
+@dataclass(slots=True)
 class StepLatency:
     """Load mode: how long one step of the scenario took, over every session."""
 
@@ -147,13 +147,13 @@ class StepLatency:
     latency: LatencySummary = field(default_factory=LatencySummary)
 
 
-@dataclass
+@dataclass(slots=True)
 class ReasonCount:
     reason: str
     count: int
 
 
-@dataclass
+@dataclass(slots=True)
 class LoadSummary:
     """Load mode (run --repeat/--duration): aggregates over every session. The run's
     ``scenarios`` hold a bounded sample (failures first), not every session."""
@@ -176,7 +176,7 @@ class LoadSummary:
     engine: str = ""  # "compiled plan", or "general runner (why it did not compile)"
 
 
-@dataclass
+@dataclass(slots=True)
 class RunResult:
     format: int = RESULTS_FORMAT
     tool_version: str = ""
@@ -323,44 +323,105 @@ def escape_surrogates(text: str) -> str:
     return _SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
 
 
-def _build(cls: type, data: dict[str, Any]) -> Any:
-    """Rebuild a dataclass tree from plain dicts (the inverse of asdict)."""
-    kwargs: dict[str, Any] = {}
-    hints = {f.name: f for f in dataclasses.fields(cls)}
-    for name, value in data.items():
-        if name not in hints:
-            continue  # forward compatible: ignore fields a newer writer added
-        kwargs[name] = _convert(_NESTED.get((cls.__name__, name)), value)
+def from_dict(data: dict[str, Any]) -> RunResult:
+    """Rebuild a RunResult from plain dicts: the inverse of to_dict (and of a results
+    file's JSON). Fields a newer writer added are ignored; missing ones get defaults.
+
+    Equal strings are kept once (server text, verdicts, paths and titles repeat in every
+    result of a run): 5,000 results take a good part less memory.
+    """
+    memo: dict[str, str] = {}
+    return _build(RunResult, data, memo.setdefault)
+
+
+_Share = Callable[[str, str], str]  # dict.setdefault of from_dict's memo
+
+
+@dataclass(frozen=True, slots=True)
+class _Shape:
+    """How from_dict rebuilds one dataclass from its dict."""
+
+    names: frozenset[str]  # its fields: any other key is a newer writer's, ignored
+    texts: tuple[str, ...] = ()  # fields holding a string, shared through the memo
+    text_lists: tuple[str, ...] = ()  # fields holding a list of strings, each shared
+    nested: tuple[tuple[str, bool, type], ...] = ()  # (field, a list of them?, class)
+
+
+def _build(cls: type, data: dict[str, Any], share: _Share) -> Any:
+    shape = _SHAPES[cls]
+    if data.keys() <= shape.names:
+        kwargs = dict(data)
+    else:  # forward compatible: ignore fields a newer writer added
+        kwargs = {name: value for name, value in data.items() if name in shape.names}
+    for name in shape.texts:
+        value = kwargs.get(name)
+        if type(value) is str:
+            kwargs[name] = share(value, value)
+    for name in shape.text_lists:
+        value = kwargs.get(name)
+        if value:
+            kwargs[name] = [share(v, v) if type(v) is str else v for v in value]
+    for name, many, inner in shape.nested:
+        value = kwargs.get(name)
+        if value is None:
+            continue
+        if inner is TranscriptEntry:
+            kwargs[name] = _transcript(value, share)
+        elif many:
+            kwargs[name] = [_build(inner, item, share) for item in value]
+        else:
+            kwargs[name] = _build(inner, value, share)
     return cls(**kwargs)
 
 
-def _convert(spec: tuple[str, type] | None, value: Any) -> Any:
-    if spec is None or value is None:
-        return value
-    shape, cls = spec
-    if shape == "list":
-        return [_build(cls, item) for item in value]
-    return _build(cls, value)
+def _transcript(entries: list[dict[str, Any]], share: _Share) -> list[TranscriptEntry]:
+    # the hot path (~35 entries per result): positional, without a kwargs dict
+    return [
+        TranscriptEntry(e["t"], e["direction"], share(e["text"], e["text"]), e.get("step"))
+        for e in entries
+    ]
 
 
-_NESTED: dict[tuple[str, str], tuple[str, type]] = {
-    ("RunResult", "targets"): ("list", TargetInfo),
-    ("RunResult", "scenarios"): ("list", ScenarioResult),
-    ("ScenarioResult", "target"): ("one", TargetInfo),
-    ("ScenarioResult", "steps"): ("list", StepResult),
-    ("ScenarioResult", "transcript"): ("list", TranscriptEntry),
-    ("StepResult", "replies"): ("list", ReplyRecord),
-    ("StepResult", "tls"): ("one", TlsFacts),
-    ("RunResult", "load"): ("one", LoadSummary),
-    ("LoadSummary", "session"): ("one", LatencySummary),
-    ("LoadSummary", "steps"): ("list", StepLatency),
-    ("LoadSummary", "reasons"): ("list", ReasonCount),
-    ("StepLatency", "latency"): ("one", LatencySummary),
+def _shape(cls: type, *nested: tuple[str, bool, type]) -> _Shape:
+    texts, text_lists = [], []
+    for f in dataclasses.fields(cls):
+        kind = str(f.type)  # annotations are strings here (from __future__ import annotations)
+        if kind in ("str", "str | None", "Verdict"):
+            texts.append(f.name)
+        elif kind == "list[str]":
+            text_lists.append(f.name)
+    names = frozenset(f.name for f in dataclasses.fields(cls))
+    return _Shape(names, tuple(texts), tuple(text_lists), nested)
+
+
+_SHAPES: dict[type, _Shape] = {
+    RunResult: _shape(
+        RunResult,
+        ("targets", True, TargetInfo),
+        ("scenarios", True, ScenarioResult),
+        ("load", False, LoadSummary),
+    ),
+    ScenarioResult: _shape(
+        ScenarioResult,
+        ("target", False, TargetInfo),
+        ("steps", True, StepResult),
+        ("transcript", True, TranscriptEntry),
+    ),
+    StepResult: _shape(StepResult, ("replies", True, ReplyRecord), ("tls", False, TlsFacts)),
+    TranscriptEntry: _shape(TranscriptEntry),
+    ReplyRecord: _shape(ReplyRecord),
+    TlsFacts: _shape(TlsFacts),
+    TargetInfo: _shape(TargetInfo),
+    LoadSummary: _shape(
+        LoadSummary,
+        ("session", False, LatencySummary),
+        ("steps", True, StepLatency),
+        ("reasons", True, ReasonCount),
+    ),
+    LatencySummary: _shape(LatencySummary),
+    StepLatency: _shape(StepLatency, ("latency", False, LatencySummary)),
+    ReasonCount: _shape(ReasonCount),
 }
-
-
-def from_dict(data: dict[str, Any]) -> RunResult:
-    return _build(RunResult, data)
 
 
 def merge(runs: list[RunResult]) -> RunResult:
