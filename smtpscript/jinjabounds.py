@@ -39,6 +39,7 @@ import re
 import sys
 import time
 import types
+from collections import ChainMap
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from contextlib import closing, contextmanager
 from contextvars import ContextVar
@@ -166,14 +167,88 @@ def render(template: jinja2.Template, context: Mapping[str, Any]) -> str:
     """
     parts: list[str] = []
     size = 0
-    stream = template.root_render_func(template.new_context(dict(context)))
-    with budgeted(), closing(stream) as chunks:
-        for chunk in chunks:
-            size += len(chunk)
-            if size > MAX_OUTPUT:
-                raise LimitError(f"output longer than {MAX_OUTPUT:,} characters (the limit)")
-            parts.append(chunk)
+    stream = template.root_render_func(template.new_context(_flat(context)))
+    token = _BUDGET.set(Budget())  # budgeted(), without a context manager's cost per render
+    try:
+        with closing(stream) as chunks:
+            for chunk in chunks:
+                size += len(chunk)
+                if size > MAX_OUTPUT:
+                    raise LimitError(f"output longer than {MAX_OUTPUT:,} characters (the limit)")
+                parts.append(chunk)
+    finally:
+        _BUDGET.reset(token)
     return "".join(parts)
+
+
+def _flat(context: Mapping[str, Any]) -> dict[str, Any]:
+    """``dict(context)``; a ChainMap merged map by map (dict() would look up every key
+    in every map)."""
+    if type(context) is not ChainMap:
+        return dict(context)
+    flat: dict[str, Any] = {}
+    for layer in reversed(context.maps):
+        flat.update(layer)
+    return flat
+
+
+# Names Jinja's generated code gives a meaning of its own (``self`` is the template).
+_SPECIAL_NAMES = frozenset({"self", "super", "loop", "caller", "varargs", "kwargs"})
+
+
+def substitution(tree: nodes.Template) -> tuple[tuple[str, bool], ...] | None:
+    """A parsed template that only puts variables into text, as (text or name, is_name)
+    pieces; None for a template that does anything more."""
+    pieces: list[tuple[str, bool]] = []
+    for output in tree.body:
+        if type(output) is not nodes.Output:
+            return None
+        for node in output.nodes:
+            if type(node) is nodes.TemplateData:
+                pieces.append((node.data, False))
+            elif (
+                type(node) is nodes.Name and node.ctx == "load" and node.name not in _SPECIAL_NAMES
+            ):
+                pieces.append((node.name, True))
+            else:
+                return None
+    return tuple(pieces)
+
+
+def substitute(pieces: tuple[tuple[str, bool], ...], context: Mapping[str, Any]) -> str | None:
+    """What rendering the template of these ``substitution`` pieces gives, without Jinja:
+    each name's value (a string, or an int, as ``_finalize`` prints it) in the text.
+
+    None when Jinja must render it after all, to say what is wrong in its own words: a
+    name that is missing or has another type, or a value that could reach a limit (the
+    steps a placeholder costs are counted exactly as ``_finalize`` counts them).
+    """
+    parts: list[str] = []
+    steps = 0
+    for piece, is_name in pieces:
+        if not is_name:
+            parts.append(piece)
+            continue
+        if piece not in context:
+            return None  # undefined, or one of Jinja's globals: Jinja's business
+        value = context[piece]
+        if type(value) is int and -_SMALL_INT < value < _SMALL_INT:
+            value = str(value)
+        elif type(value) is not str:
+            return None
+        if len(value) > MAX_SIZE:
+            return None
+        size = sys.getsizeof(value)
+        if size >= BYTES_PER_STEP:
+            steps += size // BYTES_PER_STEP
+        parts.append(value)
+    if steps and (steps > MAX_WORK or steps >= CLOCK_EVERY):
+        return None  # over the budget, or the clock would be looked at
+    text = "".join(parts)
+    return None if len(text) > MAX_OUTPUT else text
+
+
+_SMALL_INT = 10**18  # printed without Python's limit on digits ever coming near
 
 
 def evaluate(expression: Callable[..., Any], context: Mapping[str, Any]) -> Any:

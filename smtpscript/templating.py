@@ -145,10 +145,25 @@ def _undefined(message: str) -> str:
     return f"undefined variable: {message}"
 
 
+@lru_cache(maxsize=4096)
+def _substitution(source: str) -> tuple[tuple[str, bool], ...] | None:
+    """The pieces of a template that only puts variables into text (jinjabounds), parsed
+    as _compiled parses it; None for any other template, or one that does not parse."""
+    try:
+        return jinjabounds.substitution(environment().parse(source.replace("\r", _CR)))
+    except jinja2.TemplateSyntaxError:
+        return None
+
+
 def render(source: str, context: Mapping[str, Any]) -> str:
-    """Render one template string; plain strings are returned as they are (fast path)."""
+    """Render one template string; plain strings are returned as they are, and templates
+    that only put variables into text are filled in without Jinja (fast paths)."""
     if not is_template(source):
         return source
+    pieces = _substitution(source)
+    text = jinjabounds.substitute(pieces, context) if pieces is not None else None
+    if text is not None:
+        return text.replace(_CR, "\r") if "\r" in source else text
     with _user_errors("template error", source):
         text = jinjabounds.render(_compiled(source), context)
     return text.replace(_CR, "\r") if "\r" in source else text
