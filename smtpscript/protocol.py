@@ -71,6 +71,11 @@ def escape_bytes(data: bytes) -> str:
     valid UTF-8 become \\xNN; a backslash becomes \\\\ so no rendering is ambiguous;
     valid non-ASCII characters stay, unless they are invisible (\\uNNNN).
     """
+    if data.isascii():
+        text = data.decode("ascii")
+        if text.isprintable() and "\\" not in text:  # nothing to escape: the usual case
+            return text
+        return _BYTES_ESCAPE_RE.sub(_escape_char, text)
     return _BYTES_ESCAPE_RE.sub(_escape_char, data.decode("utf-8", "surrogateescape"))
 
 
