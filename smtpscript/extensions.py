@@ -16,8 +16,10 @@ _DSN_PARAMS = re.compile(r"(?:^|\s)(NOTIFY|RET|ENVID|ORCPT)=", re.IGNORECASE)
 
 def violations(line: str, caps: dict[str, str]) -> list[str]:
     """Our own protocol slips in a command line: UTF-8 without SMTPUTF8."""
+    if not caps:
+        return []
     found = _ENVELOPE.match(line)
-    if not caps or not found:
+    if not found:
         return []
     verb, address, params = found.groups()
     if address.isascii() and params.isascii():
@@ -33,8 +35,10 @@ def violations(line: str, caps: dict[str, str]) -> list[str]:
 
 def warnings(line: str, caps: dict[str, str]) -> list[str]:
     """Extension parameters used although the server did not offer them: DSN."""
+    if not caps or "DSN" in caps:
+        return []
     found = _ENVELOPE.match(line)
-    if not caps or not found or "DSN" in caps:
+    if not found:
         return []
     used = sorted({p.upper() for p in _DSN_PARAMS.findall(found.group(3))})
     if not used:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 
 _CODE_RE = re.compile(r"^[2-5][0-9xyzXYZ][0-9xyzXYZ]$")
 _STATUS_RE = re.compile(r"^[245x]\.(?:\d{1,3}|x)\.(?:\d{1,3}|x)$", re.IGNORECASE)
@@ -57,11 +58,16 @@ class CodePattern:
         return "any" in self.alternatives
 
     def matches(self, code: int) -> bool:
-        text = f"{code:03d}"
-        return any(_code_alternative_matches(alt, text) for alt in self.alternatives)
+        return _matches(tuple(self.alternatives), code)
 
     def __str__(self) -> str:
         return " or ".join(self.alternatives)
+
+
+@lru_cache(maxsize=4096)  # every reply of every run asks again about the same few codes
+def _matches(alternatives: tuple[str, ...], code: int) -> bool:
+    text = f"{code:03d}"
+    return any(_code_alternative_matches(alt, text) for alt in alternatives)
 
 
 def _code_alternative_matches(alternative: str, code: str) -> bool:

@@ -395,14 +395,7 @@ class ScenarioRun:
             self.scope.maps = [m for m in self.scope.maps if m is not given and m is not defaults]
 
     async def _implicit_connect(self, before: m.Step) -> bool:
-        step = m.Step(
-            action=ACTIONS["connect"].build({}),
-            kind="connect",
-            path=before.path,
-            pos=before.pos,
-            name="connect (implicit)",
-        )
-        return await self._run_once(step, None)
+        return await self._run_once(_implicit_connect_step(before), None)
 
     # --- recording -----------------------------------------------------------------
 
@@ -412,7 +405,7 @@ class ScenarioRun:
                 f"more than {MAX_STEPS_PER_RUN:,} steps in one run (the limit; nested "
                 "repeats multiply)"
             )
-        default = ACTIONS[step.kind].default_expect
+        expected, included_from = _step_facts(step)
         result = StepResult(
             index=len(self.steps) + 1,
             path=step.path,
@@ -420,10 +413,10 @@ class ScenarioRun:
             name=self._name(step),
             line=step.pos.line,
             verdict="passed",
-            expected=expectations.describe(step.expect, default) if default else "",
+            expected=expected,
             repeat_index=repeat_index,
             file=step.pos.file,
-            included_from=[f"{pos.file}:{pos.line}" for pos in step.included_from],
+            included_from=list(included_from),
         )
         record = _Record(result, time.monotonic(), step.pos.file)
         self.marks.append(transcript.Mark(len(self.events), result.index))
@@ -442,11 +435,15 @@ class ScenarioRun:
             return step.name
 
     def _finish(self, record: _Record, verdict: Verdict, message: str | None) -> bool:
-        record.result.verdict = verdict
-        record.result.message = message
-        record.result.duration_ms = round((time.monotonic() - record.started) * 1000, 3)
-        with contextlib.suppress(ValueError):
-            self.pending.remove(record)
+        result = record.result
+        result.verdict = verdict
+        result.message = message
+        result.duration_ms = round((time.monotonic() - record.started) * 1000, 3)
+        pending = self.pending
+        for n in range(len(pending) - 1, -1, -1):  # usually the last one
+            if pending[n] is record:
+                del pending[n]
+                break
         return verdict == "passed"
 
     def _skip(self, step: m.Step, reason: str) -> None:
@@ -498,6 +495,8 @@ class ScenarioRun:
         """Follow the transaction, and check the command against the advertised extensions."""
         self.envelope.sent(line)
         caps = self.builtins["caps"]
+        if not caps:
+            return  # nothing advertised yet: nothing to check against
         self.violations += [f"{path}: {note}" for note in extensions.violations(line, caps)]
         self.warnings += [f"{path}: {note}" for note in extensions.warnings(line, caps)]
 
@@ -663,6 +662,47 @@ class ScenarioRun:
 # --- helpers ------------------------------------------------------------------------
 
 
+# Facts about a step that are the same in every run, kept by the step's identity (steps
+# are frozen, and each entry holds its step, so an id is not reused while it is kept).
+_STEP_FACTS: dict[int, tuple[m.Step, str, tuple[str, ...]]] = {}
+_IMPLICIT_CONNECTS: dict[int, tuple[m.Step, m.Step]] = {}
+_KEPT_STEPS = 4096  # entries of each; past that, they start again
+
+
+def _step_facts(step: m.Step) -> tuple[str, tuple[str, ...]]:
+    """What the step's results say in every run: its expectation in words, and the
+    include steps that brought it in."""
+    known = _STEP_FACTS.get(id(step))
+    if known is not None and known[0] is step:
+        return known[1], known[2]
+    default = ACTIONS[step.kind].default_expect
+    expected = expectations.describe(step.expect, default) if default else ""
+    included_from = tuple(f"{pos.file}:{pos.line}" for pos in step.included_from)
+    if len(_STEP_FACTS) >= _KEPT_STEPS:
+        _STEP_FACTS.clear()
+    _STEP_FACTS[id(step)] = (step, expected, included_from)
+    return expected, included_from
+
+
+def _implicit_connect_step(before: m.Step) -> m.Step:
+    """The connect step run before ``before`` when no connection is open: one per step,
+    not one per run."""
+    known = _IMPLICIT_CONNECTS.get(id(before))
+    if known is not None and known[0] is before:
+        return known[1]
+    step = m.Step(
+        action=ACTIONS["connect"].build({}),
+        kind="connect",
+        path=before.path,
+        pos=before.pos,
+        name="connect (implicit)",
+    )
+    if len(_IMPLICIT_CONNECTS) >= _KEPT_STEPS:
+        _IMPLICIT_CONNECTS.clear()
+    _IMPLICIT_CONNECTS[id(before)] = (before, step)
+    return step
+
+
 def _raw_display(data: bytes) -> str:
     return data.decode("utf-8", "replace").rstrip("\r\n")
 
@@ -674,12 +714,15 @@ def _reply_record(reply: Reply | Closed, elapsed_ms: float, tracker: SecretTrack
     if isinstance(reply, Closed):
         shown = tracker.redact(reply.describe())
         return ReplyRecord(code=None, status=None, lines=[shown], elapsed_ms=elapsed_ms)
-    lines = []
-    for raw_line in reply.raw.split(b"\n"):
-        if raw_line:
-            # redact before escaping and cutting, either of which would hide a secret's shape
-            text = protocol.escape_bytes(tracker.redact_bytes(raw_line.rstrip(b"\r")[4:]))
-            lines.append(expectations.shorten(text, MAX_SHOWN_REPLY_LINE))
+    # with no secret known yet there is nothing to redact, and plain text needs no escaping
+    lines = None if tracker else _plain_lines(reply.lines)
+    if lines is None:
+        lines = []
+        for raw_line in reply.raw.split(b"\n"):
+            if raw_line:
+                # redact before escaping and cutting, either of which would hide a secret's shape
+                text = protocol.escape_bytes(tracker.redact_bytes(raw_line.rstrip(b"\r")[4:]))
+                lines.append(expectations.shorten(text, MAX_SHOWN_REPLY_LINE))
     return ReplyRecord(
         code=reply.code,
         status=reply.status,
@@ -687,6 +730,18 @@ def _reply_record(reply: Reply | Closed, elapsed_ms: float, tracker: SecretTrack
         elapsed_ms=elapsed_ms,
         bare_lf=reply.bare_lf,
     )
+
+
+def _plain_lines(texts: tuple[str, ...]) -> list[str] | None:
+    """A reply's lines as _reply_record shows them, when every line is printable ASCII
+    without a backslash (then escaping changes nothing, and the parser's text is the raw
+    line's); None when one is not."""
+    lines = []
+    for text in texts:
+        if not (text.isascii() and text.isprintable()) or "\\" in text:
+            return None
+        lines.append(expectations.shorten(text, MAX_SHOWN_REPLY_LINE))
+    return lines
 
 
 def _redacted(result: ScenarioResult, tracker: SecretTracker) -> ScenarioResult:
