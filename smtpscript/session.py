@@ -14,8 +14,9 @@ import contextlib
 import socket
 import ssl
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Coroutine
 from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 from smtpscript.errors import LimitExceeded, RemoteProtocolError
 from smtpscript.model import hostport
@@ -23,6 +24,8 @@ from smtpscript.protocol import Reply, ReplyParser, escape_bytes
 from smtpscript.proxyheader import describe
 from smtpscript.results import TlsFacts
 from smtpscript.tlsinfo import describe_verify_error, facts_from
+
+T = TypeVar("T")
 
 READ_CHUNK = 64 * 1024
 MAX_KEPT_PER_SEND = 64 * 1024  # the transcript keeps the start of a big payload, and its size
@@ -273,8 +276,10 @@ class Session:
         self.events.append(RawEvent(self.now(), "C", kept, display, len(data)))
         self._writer.write(data)
         try:
-            async with asyncio.timeout(timeout):
-                await self._writer.drain()
+            if self._drain_is_instant():
+                await self._writer.drain()  # cannot wait, so no timer (a run's hot path)
+            else:
+                await _within(timeout, self._writer.drain())
         except TimeoutError:  # before OSError, of which it is a subclass
             self._eof = True
             self._writer.transport.abort()
@@ -286,6 +291,14 @@ class Session:
             self._eof = True
             raise ConnectionError(f"connection lost while sending: {exc}") from None
 
+    def _drain_is_instant(self) -> bool:
+        """Whether drain() returns without waiting: the transport open and not paused
+        (StreamWriter.drain waits only for a closing transport or a paused protocol)."""
+        assert self._writer is not None
+        protocol = getattr(self._writer, "_protocol", None)
+        paused = getattr(protocol, "_paused", True)  # unknown: assume it may wait
+        return paused is False and not self._writer.transport.is_closing()
+
     async def read_reply(self, timeout: float) -> Reply | Closed:
         """One complete reply, or Closed; ReplyTimeout / RemoteProtocolError otherwise."""
         reply = self._parser.next_reply()  # pipelined replies may be here already: no timer needed
@@ -294,8 +307,7 @@ class Session:
         try:
             # One deadline for the whole reply (a slowloris server cannot stretch it), and
             # no task per read as wait_for would create: this is the hot path of a run.
-            async with asyncio.timeout(timeout):
-                return await self._read_until_reply()
+            return await _within(timeout, self._read_until_reply())
         except TimeoutError:
             raise ReplyTimeout(f"no complete reply within {timeout:g} s") from None
 
@@ -342,6 +354,45 @@ class Session:
         writer.close()
         with contextlib.suppress(Exception):
             await asyncio.wait_for(writer.wait_closed(), 2)
+
+
+async def _within(timeout: float | None, work: Coroutine[Any, Any, T]) -> T:
+    """``async with asyncio.timeout(timeout): return await work``, at half its cost: one
+    timer, no state machine; the same cancellation bookkeeping, so a cancel from outside
+    (Ctrl-C) stays a CancelledError and only our own timer's becomes a TimeoutError."""
+    if timeout is None:
+        return await work
+    task = asyncio.current_task()
+    if task is None:
+        raise RuntimeError("Timeout should be used inside a task")
+    loop = asyncio.get_running_loop()
+    cancelling = task.cancelling()
+    expired: list[bool] = []
+    when = loop.time() + timeout
+    if when <= loop.time():
+        handle: asyncio.Handle = loop.call_soon(_expire, task, expired)
+    else:
+        handle = loop.call_at(when, _expire, task, expired)
+    try:
+        result = await work
+    except asyncio.CancelledError:
+        if expired and task.uncancel() <= cancelling:
+            raise TimeoutError from None  # our own timer's cancel, and no one else's
+        raise
+    except BaseException:
+        if expired:
+            task.uncancel()
+        raise
+    finally:
+        handle.cancel()
+    if expired:  # the timer fired as the work ended: its cancel is taken back all the same
+        task.uncancel()
+    return result
+
+
+def _expire(task: asyncio.Task[Any], expired: list[bool]) -> None:
+    expired.append(True)
+    task.cancel()
 
 
 __all__ = [
