@@ -11,6 +11,7 @@ and only our own inline script (pinned by hash), as a second line of defence.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import functools
 import hashlib
 import re
@@ -62,10 +63,10 @@ class StepView:
     path and source only as a tooltip and a quiet ``line 14``."""
 
     step: StepResult
-    lines: list[ConvLine]
     where: str  # "line 14", "fragment.yaml:34", "implicit"
     tip: str  # "steps[2] in relay.yaml:14"
     failing: bool  # the step the verdict came from (its message is the item's story)
+    bare_lf: bool  # a reply ended a line with a bare LF
 
 
 @dataclass(frozen=True)
@@ -172,6 +173,8 @@ def _environment() -> Environment:
         lstrip_blocks=True,
     )
     env.filters["ms"] = format_ms
+    env.filters["conv"] = conv_html
+    env.filters["steps"] = steps_html
     env.filters["load_row"] = lambda step: (f"{step.path} {step.name}", step.latency)
     env.filters["when"] = format_when
     return env
@@ -290,7 +293,9 @@ def _item(result: ScenarioResult, anchor: str, comparison: Comparison | None = N
     # The per-step conversation is the transcript cut at step boundaries; the
     # full one (with timings and TLS/close notes) is repeated only as evidence
     # for failures and errors, or when the steps recorded no conversation.
-    whole = result.verdict in ("failed", "error") or not any(v.lines for v in steps)
+    whole = result.verdict in ("failed", "error") or not any(
+        s.sent or s.replies for s in result.steps
+    )
     status = comparison.of(result) if comparison is not None else None
     return Item(
         result=result,
@@ -313,7 +318,8 @@ def _step_view(result: ScenarioResult, step: StepResult, failing: bool) -> StepV
         tip = f"{step.path} in {file}:{step.line}"
         if step.included_from:
             tip += " · included from " + " → ".join(step.included_from)
-    return StepView(step, conversation(step), where, tip, failing)
+    bare_lf = any(reply.bare_lf for reply in step.replies)
+    return StepView(step, where, tip, failing, bare_lf)
 
 
 def transcript_lines(result: ScenarioResult) -> list[ConvLine]:
@@ -330,6 +336,107 @@ def conversation(step: StepResult) -> list[ConvLine]:
     for reply in step.replies:
         lines.extend(_reply_lines(reply))
     return lines
+
+
+def conv_html(lines: list[ConvLine]) -> Any:
+    """A conversation as the report shows it: ``<pre class="conv">``, one line each.
+
+    Written here, not as a macro: conversations are most of a large report's lines, and
+    a macro pays attribute lookups and escapes on each. The result text of every line
+    goes through markupsafe's escape, as the template's autoescape does; ``cls`` ("c",
+    "n" or "") and ``t`` (a formatted number) are ours, with nothing to escape.
+    """
+    from markupsafe import Markup, escape
+
+    parts = ['<pre class="conv">']
+    for cls, text, t in lines:
+        if t:
+            parts += ('<span class="t">', t, "</span> ")
+        if cls:
+            parts += ('<span class="', cls, '">', escape(text), "</span>\n")
+        else:
+            parts += (escape(text), "\n")
+    parts.append("</pre>\n")
+    return Markup("".join(parts))
+
+
+def steps_html(item: Item) -> Any:
+    """An item's steps as ``<ol class="steps">``, each with its conversation.
+
+    Written here rather than as a macro, for the same reason as conv_html: a large
+    report has tens of thousands of steps. Every value from the results goes through
+    markupsafe's escape, as the template's autoescape would; the TLS block of a step
+    is the template's own ``tls`` macro (one render per distinct certificate).
+    """
+    from markupsafe import Markup, escape
+
+    parts = ['<ol class="steps">\n']
+    for view in item.steps:
+        step = view.step
+        verdict = escape(step.verdict)
+        parts += (
+            '<li class="step s-', verdict, " failing" if view.failing else "",
+            '"><div class="step-head"><span class="n">Step ', escape(step.index),
+            '</span> <span class="kind">', escape(step.kind),
+            '</span> <span class="step-name">', escape(step.name),
+        )  # fmt: skip
+        if step.repeat_index:
+            parts += (' <span class="rep">#', escape(step.repeat_index), "</span>")
+        parts += (
+            '</span> <span class="expect">expect ',
+            escape(step.expected or "nothing"),
+            "</span>",
+        )
+        if step.verdict != "passed":
+            parts += (' <span class="badge v-', verdict, '">', verdict, "</span>")
+        parts += (
+            ' <span class="ms">', escape(format_ms(step.duration_ms)),
+            '</span> <span class="src" title="', escape(view.tip), '">', escape(view.where),
+            "</span></div>\n",
+        )  # fmt: skip
+        if step.sent or step.replies:
+            parts.append(conv_html(conversation(step)))
+        if step.message and not view.failing:
+            parts += ('<p class="step-msg">', escape(step.message), "</p>")
+        if view.bare_lf:
+            parts.append('<p class="warn">A reply ended a line with a bare LF instead of CRLF.</p>')
+        if step.tls:
+            parts.append(tls_html(step.tls))
+        if step.captures:
+            parts.append('<dl class="kv captures">')
+            for name, value in sorted(step.captures.items(), key=_capture_order):
+                parts += (
+                    "<div><dt>captured ", escape(name), '</dt><dd class="mono">', escape(value),
+                    "</dd></div>",
+                )  # fmt: skip
+            parts.append("</dl>")
+        parts.append("</li>\n")
+    parts.append("</ol>\n")
+    return Markup("".join(parts))
+
+
+def _capture_order(pair: tuple[str, str]) -> Any:
+    # Jinja's dictsort: by key, case-insensitive
+    return pair[0].lower() if isinstance(pair[0], str) else pair[0]
+
+
+def tls_html(facts: TlsFacts) -> Any:
+    """The template's ``tls`` macro for these facts: the same few certificates recur on
+    every STARTTLS step of a run, so each is rendered once."""
+    key = tuple(
+        tuple(v) if isinstance(v, list) else v for v in map(facts.__getattribute__, _TLS_FIELDS)
+    )
+    return _tls_block(key)
+
+
+@functools.lru_cache(maxsize=64)
+def _tls_block(key: tuple[Any, ...]) -> Any:
+    values = (list(v) if isinstance(v, tuple) else v for v in key)
+    facts = TlsFacts(**dict(zip(_TLS_FIELDS, values, strict=True)))
+    return _environment().get_template("macros.j2").module.tls(facts)  # type: ignore[attr-defined]
+
+
+_TLS_FIELDS = tuple(f.name for f in dataclasses.fields(TlsFacts))
 
 
 EVIDENCE_MESSAGE_LINES = 8
