@@ -424,6 +424,16 @@ def run(
             "--rate", min=0.001, max=1_000_000, help="Load mode: start R sessions a second."
         ),
     ] = None,
+    engine: Annotated[
+        str,
+        typer.Option(
+            "--engine",
+            metavar="compiled|general",
+            help="Load mode: 'compiled' runs a scenario of plain steps from a plan compiled "
+            "once (the default; others fall back to the general runner, and the summary says "
+            "why); 'general' runs every session on the general runner.",
+        ),
+    ] = "compiled",
     workers: Annotated[
         int,
         typer.Option(
@@ -564,7 +574,7 @@ def run(
         mta_sts_port=mta_sts_port,
         exitfirst=exitfirst,
         shard=Shard.parse(shard) if shard is not None else None,
-        load=_load_plan(repeat, duration, rate, jobs or library.defaults.jobs),
+        load=_load_plan(repeat, duration, rate, jobs or library.defaults.jobs, engine),
         loop=loop,
         workers=workers,
     )
@@ -602,8 +612,16 @@ def run(
 
 
 def _load_plan(
-    repeat: int | None, duration: float | None, rate: float | None, jobs: int | None
+    repeat: int | None,
+    duration: float | None,
+    rate: float | None,
+    jobs: int | None,
+    engine: str = "compiled",
 ) -> "LoadPlan | None":
+    if engine not in ("compiled", "general"):
+        from smtpscript.errors import ConfigError
+
+        raise ConfigError(f"--engine {engine!r}: use 'compiled' or 'general'")
     if repeat is None and duration is None:
         if rate is not None:
             from smtpscript.errors import ConfigError
@@ -612,7 +630,13 @@ def _load_plan(
         return None
     from smtpscript.loadmode import LoadPlan
 
-    return LoadPlan(repeat=repeat, duration=duration, rate=rate, concurrency=jobs or 1)
+    return LoadPlan(
+        repeat=repeat,
+        duration=duration,
+        rate=rate,
+        concurrency=jobs or 1,
+        compiled=engine == "compiled",
+    )
 
 
 def _report_folder(path: Path | None) -> Path | None:

@@ -268,6 +268,7 @@ def load_lines(run: RunResult) -> list[str]:
         f"smtpscript: load: {_safe(load.title)} on {_safe(load.target)}: {load.sessions} "
         f"sessions in {load.elapsed_ms / 1000:.2f}s = {load.sessions_per_s:g} sessions/s "
         f"({load.concurrency} at once): {verdicts or 'none'}",
+        *([f"  engine: {_safe(load.engine)}"] if load.engine else []),
         f"  {'':<34} {'min':>9} {'median':>9} {'p90':>9} {'p99':>9} {'max':>9}  (ms)",
         _latency_row("session", load.session),
     ]
