@@ -8,7 +8,6 @@ found, across all files, so one call reports everything at once.
 from __future__ import annotations
 
 import functools
-import multiprocessing
 import os
 import stat
 import threading
@@ -175,6 +174,8 @@ def _load_all(files: list[Path], extra_names: Iterable[str], keep_models: bool) 
     from concurrent.futures.process import BrokenProcessPool
 
     shares = [files[i::workers] for i in range(workers)]
+    import multiprocessing  # only for many files: a cold start does without it
+
     context = multiprocessing.get_context("fork")
     try:
         with ProcessPoolExecutor(workers, mp_context=context) as pool:
@@ -190,6 +191,8 @@ def _load_all(files: list[Path], extra_names: Iterable[str], keep_models: bool) 
 def _can_fork() -> bool:
     """Fork only where it is safe and cheap: POSIX, and no other thread is running (a fork
     copies locks held by other threads; the CLI loads before it starts any)."""
+    import multiprocessing
+
     return "fork" in multiprocessing.get_all_start_methods() and threading.active_count() == 1
 
 
