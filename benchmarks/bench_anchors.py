@@ -7,7 +7,9 @@ Starts Postfix's C ``smtp-sink`` on a free loopback port and sends it the same f
 session (banner, EHLO, MAIL, RCPT, DATA with a 1 KB body, QUIT) from:
 
 - smtpscript's load mode (``smtpscript run SCENARIO -t 127.0.0.1:PORT --repeat N -j C``)
-  at c=1 and c=50, on asyncio and on uvloop, and with ``--workers 2`` at c=50;
+  at c=1 and c=50, on asyncio and on uvloop, and with ``--workers 2`` at c=50; and the
+  same on the general runner (``--engine general``, what load mode ran before the
+  compiled plan) for comparison;
 - Postfix's C ``smtp-source`` at the same concurrency (note: it greets with HELO);
 - Python's smtplib, one session after another;
 - swaks, one session after another (a small N: a Perl process per session);
@@ -237,6 +239,7 @@ class Spec:
     sessions: int
     loop: str = ""
     workers: int = 1
+    engine: str = "compiled"  # smtpscript's load-mode engine (run --engine)
 
 
 @dataclass
@@ -279,7 +282,7 @@ class Bench:
     # smtpscript --------------------------------------------------------------------------
 
     def smtpscript_command(
-        self, loop: str, concurrency: int, sessions: int, workers: int, out: Path
+        self, loop: str, concurrency: int, sessions: int, workers: int, out: Path, engine: str
     ) -> list[str]:
         command = [sys.executable, "-m", "smtpscript", "run", str(self.scenario)]
         command += ["-t", f"{HOST}:{self.port}", "--repeat", str(sessions)]
@@ -287,26 +290,32 @@ class Bench:
         command += ["-q", "--color", "never"]
         if workers > 1:
             command += ["--workers", str(workers)]
+        if engine != "compiled":
+            command += ["--engine", engine]
         return command
 
-    def smtpscript_load(self, loop: str, concurrency: int, sessions: int, workers: int) -> tuple:
+    def smtpscript_load(
+        self, loop: str, concurrency: int, sessions: int, workers: int, engine: str = "compiled"
+    ) -> tuple:
         out = self.tmp / "load.json"
         out.unlink(missing_ok=True)
-        command = self.smtpscript_command(loop, concurrency, sessions, workers, out)
+        command = self.smtpscript_command(loop, concurrency, sessions, workers, out, engine)
         child = run_child(command, self.timeout(sessions), self.sink_pid, cwd=str(self.tmp))
         if child.returncode not in (0, 1) or not out.exists():
             raise BenchError(f"smtpscript exited {child.returncode}: {child.stderr.strip()[-500:]}")
         load = json.loads(out.read_text(encoding="utf-8"))["load"]
         return child, load
 
-    def startup_cpu(self, loop: str, workers: int) -> float:
+    def startup_cpu(self, loop: str, workers: int, engine: str) -> float:
         """A run of one session per worker: the CPU a run costs besides its sessions."""
-        child, _ = self.smtpscript_load(loop, workers, workers, workers)
+        child, _ = self.smtpscript_load(loop, workers, workers, workers, engine)
         return child.cpu_s
 
     def run_smtpscript(self, spec: Spec) -> Run:
-        startup = self.startup_cpu(spec.loop, spec.workers)
-        child, load = self.smtpscript_load(spec.loop, spec.concurrency, spec.sessions, spec.workers)
+        startup = self.startup_cpu(spec.loop, spec.workers, spec.engine)
+        child, load = self.smtpscript_load(
+            spec.loop, spec.concurrency, spec.sessions, spec.workers, spec.engine
+        )
         sessions = load["sessions"]
         passed = load["verdicts"].get("passed", 0)
         elapsed = load["elapsed_ms"] / 1000
@@ -410,6 +419,10 @@ def specs(args: argparse.Namespace, workers_available: bool) -> list[Spec]:
                     2,
                 )
             )
+    for loop in ("asyncio", "uvloop"):  # before the compiled plan: for comparison
+        for c in (low, high):
+            label = f"smtpscript {loop} --engine general"
+            rows.append(Spec(f"general-{loop}-c{c}", "smtpscript", label, c, n, loop, 1, "general"))
     for loop in ("asyncio", "uvloop"):
         rows.append(
             Spec(f"bare-{loop}-c{low}", "bare", f"bare asyncio client {loop}", low, n, loop)
@@ -534,6 +547,16 @@ def ratios(rows: list[Row], args: argparse.Namespace) -> list[dict[str, Any]]:
                     "value": ratio(cpu(f"smtpscript-{loop}-c{c}"), cpu(f"bare-{loop}-c{c}")),
                     "goal": "<= 2",
                     "ok": lambda v: v <= 2,
+                }
+            )
+    for loop in ("asyncio", "uvloop"):
+        for c in (low, high):
+            results.append(
+                {
+                    "name": f"CPU/session at c={c} on {loop}: general runner / compiled plan",
+                    "value": ratio(cpu(f"general-{loop}-c{c}"), cpu(f"smtpscript-{loop}-c{c}")),
+                    "goal": "",
+                    "ok": None,
                 }
             )
     results.append(
