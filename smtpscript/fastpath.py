@@ -172,6 +172,7 @@ class _Session:
                     break
         except asyncio.CancelledError:  # Ctrl-C: this session ends as the runner's would
             self._abandon("interrupted")
+            self.eof_seen = True  # no QUIT: a second Ctrl-C should not wait for it
         except LimitExceeded as exc:
             self._abandon(str(exc))
         except Exception as exc:  # a session never sinks the run

@@ -13,7 +13,11 @@ import asyncio
 import difflib
 import json
 import re
+import signal
+import subprocess
+import sys
 import textwrap
+import time
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -180,6 +184,13 @@ async def long_line(conn: Conn) -> None:
     await conn.drain_until_eof()
 
 
+async def slowloris(conn: Conn) -> None:
+    await conn.send(BANNER)
+    await conn.line()
+    await conn.dribble(b"250-hostile.test\r\n250 OK\r\n", 0.2)  # 4 s: past the deadline
+    await conn.drain_until_eof()
+
+
 async def multiline(conn: Conn) -> None:
     await conn.send(b"220-hostile.test\r\n220-\x1b[31mred\xff\r\n220 ESMTP\r\n")
     await conn.serve({b"EHLO": EHLO, b"DATA": b"354 go\r\n"})
@@ -210,6 +221,7 @@ CASES = {
     ),
     "endless reply": (endless_reply, DELIVERY, "error"),
     "reply line too long": (long_line, DELIVERY, "error"),
+    "slowloris": (slowloris, DELIVERY, "error"),
     "escaped multiline banner": (
         multiline,
         "- ehlo: c.test\n- send: NOOP\n- send: QUIT\n  expect: 221",
@@ -351,3 +363,28 @@ def test_the_passing_shortcut_judges_as_expectations_check(tmp_path, expect):
             reply = parse_replies(b"%d %s\r\n" % (code, text))[0]
             assert step.check(reply) == expectations.check(step.step.expect, step.default, reply)
     assert step.check(Closed()) == expectations.check(step.step.expect, step.default, Closed())
+
+
+def test_ctrl_c_stops_a_compiled_load_run_and_keeps_what_finished(tmp_path):
+    """Sessions waiting on a silent server end as 'interrupted' errors, without a QUIT wait;
+    the finished ones count; the JSON is written; exit 130."""
+    out = tmp_path / "r.json"
+    with Hostile(silent_on_rcpt) as server:
+        path = scenario_file(tmp_path, DELIVERY, 30)
+        command = [sys.executable, "-m", "smtpscript", "run", str(path), "--repeat", "1000"]
+        command += ["-t", f"127.0.0.1:{server.port}", "-j", "4", "--json", str(out), "-q"]
+        with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as proc:
+            deadline = time.monotonic() + 20
+            while len(server.connections) < 4 and time.monotonic() < deadline:
+                time.sleep(0.05)  # four sessions wait for their RCPT reply
+            started = time.monotonic()
+            proc.send_signal(signal.SIGINT)
+            proc.communicate(timeout=20)
+    assert time.monotonic() - started < 5
+    assert proc.returncode == 130
+    load = json.loads(out.read_text("utf-8"))["load"]
+    assert load["engine"] == "compiled plan"
+    assert load["verdicts"] == {"error": 4}
+    assert load["reasons"][0]["reason"].endswith(
+        "steps[2] (RCPT TO:<alice@sandbox.test>): interrupted"
+    )
