@@ -46,6 +46,8 @@ _STATUS_RE = re.compile(r"([245])\.([0-9]{1,3})\.([0-9]{1,3})(?=[ \t]|$)")
 # Everything but printable ASCII (and, for bytes, the backslash: so the output is unambiguous).
 _BYTES_ESCAPE_RE = re.compile(r"[^\x20-\x5b\x5d-\x7e]")
 _TEXT_ESCAPE_RE = re.compile(r"[^\x20-\x7e]")
+# The bytes escape_bytes leaves as they are (what _BYTES_ESCAPE_RE does not match).
+PLAIN_BYTES = bytes(b for b in range(0x20, 0x7F) if b != 0x5C)
 _NAMED_ESCAPES = {"\r": "\\r", "\n": "\\n", "\t": "\\t", "\\": "\\\\"}
 
 
@@ -71,11 +73,8 @@ def escape_bytes(data: bytes) -> str:
     valid UTF-8 become \\xNN; a backslash becomes \\\\ so no rendering is ambiguous;
     valid non-ASCII characters stay, unless they are invisible (\\uNNNN).
     """
-    if data.isascii():
-        text = data.decode("ascii")
-        if text.isprintable() and "\\" not in text:  # nothing to escape: the usual case
-            return text
-        return _BYTES_ESCAPE_RE.sub(_escape_char, text)
+    if not data.translate(None, PLAIN_BYTES):  # nothing to escape: the usual case
+        return data.decode("ascii")
     return _BYTES_ESCAPE_RE.sub(_escape_char, data.decode("utf-8", "surrogateescape"))
 
 
@@ -350,6 +349,11 @@ _LINE_END_RE = re.compile(rb"\r\n|\r|\n")
 
 def normalize_crlf(data: bytes) -> bytes:
     """Make every line ending (CRLF, bare CR, bare LF) a CRLF."""
+    crs = data.count(b"\r")
+    if not crs:
+        return data.replace(b"\n", b"\r\n")  # LF only (a YAML block): no regex needed
+    if crs == data.count(b"\n") == data.count(b"\r\n"):
+        return data  # every CR starts a CRLF and every LF ends one: nothing to change
     return _LINE_END_RE.sub(b"\r\n", data)
 
 

@@ -124,7 +124,23 @@ def display(payload: bytes, max_lines: int = 40) -> str:
     lines = payload.split(b"\r\n")
     if lines and lines[-1] == b"":
         lines.pop()
-    shown = [protocol.escape_bytes(line) for line in lines[:max_lines]]
+    head = lines[:max_lines]
+    text = _plain(head)
+    if text is not None:  # no line has anything to escape: the lines as they are
+        shown = [text] if head else []
+    else:
+        shown = [protocol.escape_bytes(line) for line in head]
     if len(lines) > max_lines:
         shown.append(f"... {len(lines) - max_lines} more lines ({len(payload)} bytes in all)")
     return "\n".join(shown)
+
+
+_PLAIN_LINES = protocol.PLAIN_BYTES + b"\n"
+
+
+def _plain(lines: list[bytes]) -> str | None:
+    """The lines joined by LF, when escape_bytes would leave every one as it is."""
+    data = b"\n".join(lines)
+    if data.translate(None, _PLAIN_LINES) or data.count(b"\n") != max(len(lines) - 1, 0):
+        return None  # something to escape, or an LF inside a line
+    return data.decode("ascii")
