@@ -22,7 +22,7 @@ from typing import Any
 from smtpscript import __version__, expectations, extensions, protocol, proxyheader, transcript
 from smtpscript import model as m
 from smtpscript.actions import ACTIONS, default_expect
-from smtpscript.actions.base import ScenarioSkipped
+from smtpscript.actions.base import ScenarioSkipped, overlay
 from smtpscript.envelope import Envelope
 from smtpscript.errors import LimitExceeded, LocalProtocolError, RemoteProtocolError
 from smtpscript.expectations import ConnectionGone, StepError, StepFailed
@@ -114,9 +114,7 @@ class ScenarioRun:
         self.expect_unread = False  # after raw bytes sent unread, early replies are expected
         self.budget = KeptBudget(MAX_RECEIVED_PER_RUN)
         self.envelope = Envelope()  # which recipients were accepted (LMTP replies per recipient)
-        self.base_endpoint = scenario.target.overlay(target.endpoint)
-        if self.base_endpoint.timeout is None and options.default_timeout is not None:
-            self.base_endpoint = replace(self.base_endpoint, timeout=options.default_timeout)
+        self.base_endpoint = _base_endpoint(scenario, target, options.default_timeout)
         env = EnvView(self.tracker, (*options.public_env, *scenario.public_env), options.environ)
         # names templates see: included fragments' `with` layers go in front of these two
         self.variables: dict[str, Any] = {}  # vars and captures
@@ -666,7 +664,24 @@ class ScenarioRun:
 # are frozen, and each entry holds its step, so an id is not reused while it is kept).
 _STEP_FACTS: dict[int, tuple[m.Step, str, tuple[str, ...]]] = {}
 _IMPLICIT_CONNECTS: dict[int, tuple[m.Step, m.Step]] = {}
+_TIMED_ENDPOINTS: dict[tuple[int, float], tuple[m.Endpoint, m.Endpoint]] = {}
 _KEPT_STEPS = 4096  # entries of each; past that, they start again
+
+
+def _base_endpoint(scenario: m.Scenario, target: m.Target, timeout: float | None) -> m.Endpoint:
+    """The target's endpoint over the scenario's, with the default timeout where neither
+    gives one: the same object in every run of the pair (connect's overlay then is too)."""
+    endpoint = overlay(scenario.target, target.endpoint)
+    if endpoint.timeout is not None or timeout is None:
+        return endpoint
+    known = _TIMED_ENDPOINTS.get((id(endpoint), timeout))
+    if known is not None and known[0] is endpoint:
+        return known[1]
+    timed = replace(endpoint, timeout=timeout)
+    if len(_TIMED_ENDPOINTS) >= _KEPT_STEPS:
+        _TIMED_ENDPOINTS.clear()
+    _TIMED_ENDPOINTS[(id(endpoint), timeout)] = (endpoint, timed)
+    return timed
 
 
 def _step_facts(step: m.Step) -> tuple[str, tuple[str, ...]]:

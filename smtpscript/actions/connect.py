@@ -6,7 +6,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from smtpscript import proxyheader
-from smtpscript.actions.base import ActionSpec, Checker, JsonPath, StepContext, templates
+from smtpscript.actions.base import (
+    ActionSpec,
+    Checker,
+    JsonPath,
+    StepContext,
+    overlay,
+    templates,
+)
 from smtpscript.model import Endpoint, endpoint_from
 from smtpscript.patterns import CodePattern
 from smtpscript.schemaparts import ENDPOINT, obj
@@ -18,7 +25,7 @@ class Connect:
 
 
 async def run(ctx: StepContext, action: Connect) -> None:
-    endpoint = ctx.base_endpoint.overlay(action.endpoint)
+    endpoint = overlay(ctx.base_endpoint, action.endpoint)
     ctx.label(f"connect {endpoint.where()}")
     await ctx.open(endpoint)
     ctx.judge(await ctx.read())
