@@ -8,8 +8,10 @@ reaches a result (see templating.SecretTracker).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
+import gc
 import json
 import re
 from collections import Counter
@@ -320,7 +322,11 @@ def escape_surrogates(text: str) -> str:
     They come from undecodable bytes in file names (surrogateescape). No UTF-8 writer
     can encode them; as text they stay visible evidence of the byte that was there.
     """
-    return _SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+    try:
+        text.encode("utf-8")  # far quicker than the regex on text that has none
+    except UnicodeEncodeError:
+        return _SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+    return text
 
 
 def from_dict(data: dict[str, Any]) -> RunResult:
@@ -331,7 +337,23 @@ def from_dict(data: dict[str, Any]) -> RunResult:
     result of a run): 5,000 results take a good part less memory.
     """
     memo: dict[str, str] = {}
-    return _build(RunResult, data, memo.setdefault)
+    with paused_gc():
+        return _build(RunResult, data, memo.setdefault)
+
+
+@contextlib.contextmanager
+def paused_gc() -> Iterator[None]:
+    """No cyclic garbage collection inside: for building (or rendering) the many small
+    objects of a large run, which make no reference cycles. Each collection walks every
+    object alive, the whole run; for 5,000 results that was a third of from_dict's time.
+    Reference counting still frees everything as usual."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 _Share = Callable[[str, str], str]  # dict.setdefault of from_dict's memo
