@@ -265,6 +265,47 @@ def test_hostile_text_survives_as_text(html: str) -> None:
     assert LONG_LINE in text
 
 
+EVIL = "<b a='1' b=\"2\">&amp;</b>"  # every character HTML escaping touches
+
+
+def test_every_step_field_is_escaped_as_markupsafe_does() -> None:
+    """Steps and conversations are written in Python (html.steps_html, conv_html) for
+    speed: each value from the results must still come out as autoescape writes it."""
+    from markupsafe import escape
+
+    step = _step(
+        1,
+        f"send{EVIL}",
+        [f"MAIL FROM:{EVIL}"],
+        [_reply(250, f"ok {EVIL}", f"more {EVIL}")],
+        name=f"name {EVIL}",
+        expected=f"2xx {EVIL}",
+        message=f"note {EVIL}",
+        path=f"steps[0]{EVIL}",
+        file=f"frag{EVIL}.yaml",
+        included_from=[f"main{EVIL}.yaml:3"],
+        captures={f"key{EVIL}": f"value{EVIL}"},
+        repeat_index=2,
+    )
+    run = RunResult(targets=[MX1], scenarios=[_scenario("s.yaml", MX1, "passed", steps=[step])])
+    out = render_html(run)
+    assert EVIL not in out and "<b a=" not in out
+    for text in (
+        f"send{EVIL}",
+        f"name {EVIL}",
+        f"2xx {EVIL}",
+        f"note {EVIL}",
+        f"steps[0]{EVIL} in frag{EVIL}.yaml:11 · included from main{EVIL}.yaml:3",
+        f"frag{EVIL}.yaml:11",
+        f"captured key{EVIL}",
+        f"value{EVIL}",
+        f"C: MAIL FROM:{EVIL}",
+        f"S: 250-ok {EVIL}",
+        f"S: 250 more {EVIL}",
+    ):
+        assert str(escape(text)) in out, text
+
+
 def test_raw_control_bytes_are_made_visible() -> None:
     run = sample_run()
     run.scenarios[0].steps[0].replies[0].lines = ["ESMTP \x1b[31mred\x00"]
