@@ -15,7 +15,7 @@ not come in order: where several point at the same place, the one given last win
 from __future__ import annotations
 
 from bisect import bisect_right
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
 from smtpscript.protocol import escape_bytes
@@ -52,9 +52,12 @@ class _Steps:
     """The step at a place in the events, from the marks."""
 
     def __init__(self, marks: Sequence[tuple[int, int | None] | Mark]):
-        ordered = sorted((Mark(*mark) for mark in marks), key=lambda m: (m.event, m.offset))
-        self.places = [(m.event, m.offset) for m in ordered]
+        given = [mark if type(mark) is Mark else Mark(*mark) for mark in marks]
+        ordered = sorted(given, key=_place)
+        self.places = [_place(m) for m in ordered]
         self.steps = [m.step for m in ordered]
+        # events with a mark inside them: elsewhere, an event's lines all share one step
+        self.split = {m.event for m in ordered if m.offset}
 
     def at(self, event: int, offset: int = 0) -> int | None:
         n = bisect_right(self.places, (event, offset))  # stable sort: the last given wins
@@ -67,40 +70,49 @@ def build(
     marks: Sequence[tuple[int, int | None] | Mark] = (),
 ) -> list[TranscriptEntry]:
     steps = _Steps(marks)
+    at, split = steps.at, steps.split
+    show = _show if tracker else _show_plain  # no secret: nothing to redact
     out: list[TranscriptEntry] = []
     pending = b""  # received bytes of an unfinished line
     pending_t, pending_step = 0.0, None  # when its first byte came, and its step
     for n, event in enumerate(events):
+        whole = n not in split
+        step = at(n) if whole else None  # the step of all its lines, when they share one
         if event.direction == "S":
             assert isinstance(event.data, bytes)
-            data, start = event.data, 0
-            while start < len(data):
+            data, start, size = event.data, 0, len(event.data)
+            while start < size:
                 if not pending:
-                    pending_t, pending_step = event.t, steps.at(n, start)
+                    pending_t, pending_step = event.t, step if whole else at(n, start)
                 end = data.find(b"\n", start)
                 if end < 0:
                     pending += data[start:]
                     break
                 line, pending = pending + data[start:end], b""
-                out.append(TranscriptEntry(pending_t, "S", _show(line, tracker), pending_step))
+                out.append(TranscriptEntry(pending_t, "S", show(line, tracker), pending_step))
                 start = end + 1
             continue
         if pending:  # a partial line before something else happened
-            out.append(TranscriptEntry(pending_t, "S", _show(pending, tracker), pending_step))
+            out.append(TranscriptEntry(pending_t, "S", show(pending, tracker), pending_step))
             pending = b""
-        for line, entry in enumerate(_local(event, tracker)):
-            entry.step = steps.at(n, line)
+        for line, entry in enumerate(_local(event, tracker, show)):
+            entry.step = step if whole else at(n, line)
             out.append(entry)
     if pending:
-        out.append(TranscriptEntry(pending_t, "S", _show(pending, tracker), pending_step))
+        out.append(TranscriptEntry(pending_t, "S", show(pending, tracker), pending_step))
     return out
 
 
-def _local(event: RawEvent, tracker: SecretTracker) -> list[TranscriptEntry]:
+def _local(
+    event: RawEvent, tracker: SecretTracker, show: Callable[[bytes, SecretTracker], str]
+) -> list[TranscriptEntry]:
     if event.direction == "*" or event.display is not None:
         text = event.display if event.display is not None else str(event.data)
+        direction = event.direction
+        if not tracker:
+            return [TranscriptEntry(event.t, direction, line) for line in text.split("\n")]  # type: ignore[arg-type]
         return [
-            TranscriptEntry(event.t, event.direction, tracker.redact(line))  # type: ignore[arg-type]
+            TranscriptEntry(event.t, direction, tracker.redact(line))  # type: ignore[arg-type]
             for line in text.split("\n")
         ]
     assert isinstance(event.data, bytes)
@@ -108,7 +120,7 @@ def _local(event: RawEvent, tracker: SecretTracker) -> list[TranscriptEntry]:
     if lines and lines[-1] == b"":
         lines.pop()
     shown = [
-        TranscriptEntry(event.t, "C", _show(line, tracker)) for line in lines[:MAX_LINES_PER_EVENT]
+        TranscriptEntry(event.t, "C", show(line, tracker)) for line in lines[:MAX_LINES_PER_EVENT]
     ]
     if len(lines) > MAX_LINES_PER_EVENT:
         shown.append(
@@ -121,6 +133,15 @@ def _local(event: RawEvent, tracker: SecretTracker) -> list[TranscriptEntry]:
             TranscriptEntry(event.t, "*", f"... {event.size - len(event.data)} more bytes sent")
         )
     return shown
+
+
+def _place(mark: Mark) -> tuple[int, int]:
+    return mark.event, mark.offset
+
+
+def _show_plain(line: bytes, tracker: SecretTracker) -> str:
+    """_show when no secret is known: only escaped."""
+    return escape_bytes(line[:-1] if line.endswith(b"\r") else line)
 
 
 def _show(line: bytes, tracker: SecretTracker) -> str:
