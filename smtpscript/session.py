@@ -150,8 +150,9 @@ class Session:
                     limit=READ_CHUNK,
                 )
             )
-            self._reader, self._writer = await asyncio.wait_for(
-                self._preamble(opening, preamble, tls, sni), timeout
+            # _within, not wait_for: no task of its own per connection
+            self._reader, self._writer = await _within(
+                timeout, self._preamble(opening, preamble, tls, sni)
             )
         except TimeoutError:
             raise ConnectError(
@@ -353,7 +354,7 @@ class Session:
             return
         writer.close()
         with contextlib.suppress(Exception):
-            await asyncio.wait_for(writer.wait_closed(), 2)
+            await _within(2, writer.wait_closed())
 
 
 async def _within(timeout: float | None, work: Coroutine[Any, Any, T]) -> T:
