@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
-import socket
 import time
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -32,7 +31,13 @@ from smtpscript.model import hostport
 from smtpscript.plan import Plan, PlanStep
 from smtpscript.protocol import Reply, ReplyParser
 from smtpscript.regexes import MatchTimeout
-from smtpscript.session import Closed, ConnectError, KeptBudget, SendTimeout
+from smtpscript.session import (
+    Closed,
+    ConnectError,
+    KeptBudget,
+    SendTimeout,
+    connect_error,
+)
 
 # an event: (seconds since the session started, "C" | "S" | "*", bytes or a note, display)
 Event = tuple[float, str, Any, Any]
@@ -345,7 +350,7 @@ class _Session:
             async with asyncio.timeout(timeout):
                 _, wire = await self.loop.create_connection(_Wire, host, port)
         except Exception as exc:
-            raise _connect_error(exc, host, port, timeout) from None
+            raise connect_error(exc, host, port, timeout) from None
         self.wire = wire
         self.parser = ReplyParser()
         self.last_command = b""
@@ -374,20 +379,6 @@ class _Session:
 
     def _note(self, text: str) -> None:
         self.events.append((time.monotonic() - self.t0, "*", text, None))
-
-
-def _connect_error(exc: Exception, host: str, port: int, timeout: float) -> ConnectError:
-    """Why a plain TCP connect failed, worded as the general runner's Session words it."""
-    where = hostport(host, port)
-    if isinstance(exc, TimeoutError):
-        return ConnectError(f"connection to {where} timed out after {timeout:g} s")
-    if isinstance(exc, socket.gaierror):
-        return ConnectError(f"cannot resolve host {host!r}: {exc.strerror}")
-    if isinstance(exc, ConnectionRefusedError):
-        return ConnectError(f"connection refused by {where}")
-    if isinstance(exc, OSError):
-        return ConnectError(f"cannot connect to {where}: {exc.strerror or exc}")
-    raise exc
 
 
 def _tail(events: list[Event], size: int) -> bytes:

@@ -39,6 +39,42 @@ class ConnectError(Exception):
         self.verify_failed = verify_failed
 
 
+def connect_error(exc: Exception, host: str, port: int, timeout: float) -> Exception:
+    """What a failed connect (TCP, then TLS for implicit TLS) says to the user: a
+    ConnectError, or ``exc`` itself when it is no connection problem."""
+    where = hostport(host, port)
+    if isinstance(exc, TimeoutError):
+        return ConnectError(f"connection to {where} timed out after {timeout:g} s")
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return ConnectError(describe_verify_error(exc), verify_failed=True)
+    if isinstance(exc, ssl.SSLError):
+        hint = (
+            " (the server did not answer in TLS: plain SMTP on this port? implicit TLS "
+            "usually listens on 465)"
+            if exc.reason == "WRONG_VERSION_NUMBER"
+            else ""
+        )
+        return ConnectError(f"TLS handshake with {where} failed: {exc.reason or exc}{hint}")
+    if isinstance(exc, socket.gaierror):
+        return ConnectError(f"cannot resolve host {host!r}: {exc.strerror}")
+    if isinstance(exc, ConnectionRefusedError):
+        return ConnectError(f"connection refused by {where}")
+    if isinstance(exc, OSError):
+        return ConnectError(f"cannot connect to {where}: {exc.strerror or exc}")
+    return exc
+
+
+def handshake_error(exc: Exception, timeout: float) -> Exception:
+    """What a failed STARTTLS handshake says: a ConnectError, or ``exc`` itself."""
+    if isinstance(exc, TimeoutError):
+        return ConnectError(f"TLS handshake timed out after {timeout:g} s")
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return ConnectError(describe_verify_error(exc), verify_failed=True)
+    if isinstance(exc, ssl.SSLError | ConnectionError):
+        return ConnectError(f"TLS handshake failed: {getattr(exc, 'reason', None) or exc}")
+    return exc
+
+
 class ReplyTimeout(Exception):
     """No complete reply within the timeout."""
 
@@ -154,30 +190,8 @@ class Session:
             self._reader, self._writer = await _within(
                 timeout, self._preamble(opening, preamble, tls, sni)
             )
-        except TimeoutError:
-            raise ConnectError(
-                f"connection to {hostport(host, port)} timed out after {timeout:g} s"
-            ) from None
-        except ssl.SSLCertVerificationError as exc:
-            raise ConnectError(describe_verify_error(exc), verify_failed=True) from None
-        except ssl.SSLError as exc:
-            hint = (
-                " (the server did not answer in TLS: plain SMTP on this port? implicit TLS "
-                "usually listens on 465)"
-                if exc.reason == "WRONG_VERSION_NUMBER"
-                else ""
-            )
-            raise ConnectError(
-                f"TLS handshake with {hostport(host, port)} failed: {exc.reason or exc}{hint}"
-            ) from None
-        except socket.gaierror as exc:
-            raise ConnectError(f"cannot resolve host {host!r}: {exc.strerror}") from None
-        except ConnectionRefusedError:
-            raise ConnectError(f"connection refused by {hostport(host, port)}") from None
-        except OSError as exc:
-            raise ConnectError(
-                f"cannot connect to {hostport(host, port)}: {exc.strerror or exc}"
-            ) from None
+        except Exception as exc:
+            raise connect_error(exc, host, port, timeout) from None
         self._parser = ReplyParser()
         self._eof = False
         peer = self._writer.get_extra_info("peername")
@@ -253,14 +267,8 @@ class Session:
             await asyncio.wait_for(
                 self._writer.start_tls(context, server_hostname=server_name), timeout
             )
-        except TimeoutError:
-            raise ConnectError(f"TLS handshake timed out after {timeout:g} s") from None
-        except ssl.SSLCertVerificationError as exc:
-            raise ConnectError(describe_verify_error(exc), verify_failed=True) from None
-        except (ssl.SSLError, ConnectionError) as exc:
-            raise ConnectError(
-                f"TLS handshake failed: {getattr(exc, 'reason', None) or exc}"
-            ) from None
+        except Exception as exc:
+            raise handshake_error(exc, timeout) from None
         self._record_tls(server_name, context)
 
     async def send(
