@@ -18,7 +18,25 @@ def violations(line: str, caps: dict[str, str]) -> list[str]:
     """Our own protocol slips in a command line: UTF-8 without SMTPUTF8."""
     if not caps:
         return []
+    return _violations(_ENVELOPE.match(line), caps)
+
+
+def warnings(line: str, caps: dict[str, str]) -> list[str]:
+    """Extension parameters used although the server did not offer them: DSN."""
+    if not caps:
+        return []
+    return _warnings(_ENVELOPE.match(line), caps)
+
+
+def notes(line: str, caps: dict[str, str]) -> tuple[list[str], list[str]]:
+    """``(violations(line, caps), warnings(line, caps))``, matching the line once."""
+    if not caps:
+        return [], []
     found = _ENVELOPE.match(line)
+    return _violations(found, caps), _warnings(found, caps)
+
+
+def _violations(found: re.Match[str] | None, caps: dict[str, str]) -> list[str]:
     if not found:
         return []
     verb, address, params = found.groups()
@@ -33,12 +51,8 @@ def violations(line: str, caps: dict[str, str]) -> list[str]:
     return []
 
 
-def warnings(line: str, caps: dict[str, str]) -> list[str]:
-    """Extension parameters used although the server did not offer them: DSN."""
-    if not caps or "DSN" in caps:
-        return []
-    found = _ENVELOPE.match(line)
-    if not found:
+def _warnings(found: re.Match[str] | None, caps: dict[str, str]) -> list[str]:
+    if not found or "DSN" in caps:
         return []
     used = sorted({p.upper() for p in _DSN_PARAMS.findall(found.group(3))})
     if not used:

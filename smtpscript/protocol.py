@@ -292,7 +292,8 @@ class ReplyParser:
             self._bare_lf = True
         if len(lines) > REPLY_LINES_LIMIT:
             raise RemoteProtocolError(f"reply has more than {REPLY_LINES_LIMIT} lines")
-        self._check_size()
+        if len(self._raw) + len(self._partial) > REPLY_BYTES_LIMIT:  # _check_size, inline
+            self._check_size()
         if last:
             self._ready.append(self._finish())
 

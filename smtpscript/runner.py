@@ -495,8 +495,11 @@ class ScenarioRun:
         caps = self.builtins["caps"]
         if not caps:
             return  # nothing advertised yet: nothing to check against
-        self.violations += [f"{path}: {note}" for note in extensions.violations(line, caps)]
-        self.warnings += [f"{path}: {note}" for note in extensions.warnings(line, caps)]
+        violations, warnings = extensions.notes(line, caps)
+        if violations:
+            self.violations += [f"{path}: {note}" for note in violations]
+        if warnings:
+            self.warnings += [f"{path}: {note}" for note in warnings]
 
     async def read(self, step: m.Step, record: _Record) -> Reply | Closed:
         assert self.session is not None
