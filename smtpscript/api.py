@@ -498,12 +498,13 @@ def load_results(paths: Sequence[Path], warnings: list[str] | None = None) -> Ru
     run read twice (the same file given twice, or two files holding the same run) is
     counted once, and ``warnings`` gets a line naming both files (see dedupe_runs).
     """
-    from smtpscript.results import RESULTS_FORMAT, from_dict, merge
+    from smtpscript.results import RESULTS_FORMAT, from_dict, merge, paused_gc
     from smtpscript.schemafile import reader_fast_check, reader_validator
 
     runs = []
     for path in paths:
-        data = _results_json(Path(path))
+        with paused_gc():  # a million small objects, no cycles: no collection walks them
+            data = _results_json(Path(path))
         if not isinstance(data, dict):
             kind = {list: "a list", str: "a string"}.get(type(data), "a single value")
             raise ConfigError(
