@@ -48,6 +48,16 @@ def test_repeat_runs_the_scenario_n_times_and_keeps_aggregates(tmp_path, capsys)
     assert load["kept"] == 3  # a few passes as evidence, not 120 transcripts
     assert "120 sessions in" in out and "sessions/s (8 at once): 120 passed" in out
     assert "p99" in out and "session" in out
+    assert "  engine: compiled plan\n" in out
+
+
+def test_a_scenario_that_does_not_compile_runs_on_the_general_runner(tmp_path, capsys):
+    steps = "- ehlo: load.example.org\n- starttls: {verify: false}\n- send: QUIT"
+    status, out, data = _load_run(tmp_path, capsys, steps, "--repeat", "6", "-j", "3")
+    assert status == 0, out
+    assert data["load"]["verdicts"] == {"passed": 6}
+    assert data["load"]["engine"] == "general runner (steps[1] is a starttls step)"
+    assert "  engine: general runner (steps[1] is a starttls step)\n" in out
 
 
 def test_failures_are_counted_by_reason_and_only_a_sample_is_kept(tmp_path, capsys):
@@ -145,6 +155,7 @@ def test_the_html_report_of_a_load_run_shows_the_aggregates(tmp_path, capsys):
     page = html.read_text()
     assert "Load run" in page and "20 passed" in page and "sessions/s" in page
     assert "&lt;b&gt;noop&lt;/b&gt;" in page and "<b>noop</b>" not in page  # names stay text
+    assert "Run by the compiled plan." in page
     # the report renders again from the JSON, the same
     (tmp_path / "r.json").write_text(json.dumps(data))
     assert cli(capsys, "report", tmp_path / "r.json", "--html", tmp_path / "again.html")[0] == 0
