@@ -20,24 +20,28 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import ssl
 import time
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from smtpscript.errors import LimitExceeded, RemoteProtocolError
-from smtpscript.expectations import StepError, got
+from smtpscript.expectations import StepError, check_tls, got
 from smtpscript.failures import classify
 from smtpscript.model import hostport
 from smtpscript.plan import Plan, PlanStep
 from smtpscript.protocol import Reply, ReplyParser
 from smtpscript.regexes import MatchTimeout
+from smtpscript.results import TlsFacts
 from smtpscript.session import (
     Closed,
     ConnectError,
     KeptBudget,
     SendTimeout,
     connect_error,
+    handshake_error,
 )
+from smtpscript.tlsinfo import facts_from
 
 # an event: (seconds since the session started, "C" | "S" | "*", bytes or a note, display)
 Event = tuple[float, str, Any, Any]
@@ -58,6 +62,7 @@ class StepRecord:
     # (reply or Closed, ms waited, events before the read, bytes held then)
     replies: list[tuple[Any, float, int, int]] = field(default_factory=list)
     sent: list[str] = field(default_factory=list)  # lines sent (payloads: PAYLOAD)
+    tls: TlsFacts | None = None  # the TLS this step set up
 
     @property
     def duration_ms(self) -> float:
@@ -104,6 +109,8 @@ class _Wire(asyncio.Protocol):
         self._wake()
 
     def take(self) -> bytes:
+        if not self.received:
+            return b""
         data = b"".join(self.received) if len(self.received) > 1 else self.received[0]
         self.received.clear()
         self.size = 0
@@ -160,6 +167,7 @@ class _Session:
         self.steps: list[StepRecord] = []
         self.last_command = b""
         self.eof_seen = False  # a read found the connection closed: nothing more to send
+        self.tls: TlsFacts | None = None  # the connection's TLS, once established
 
     # --- the conversation ------------------------------------------------------------
 
@@ -217,8 +225,11 @@ class _Session:
     async def _step(self, plan_step: PlanStep, record: StepRecord) -> None:
         try:
             if plan_step.is_connect:
-                await self._connect(plan_step)
+                await self._connect(plan_step, record)
                 self._judge(record, await self._read(plan_step, record))
+                self._check_tls(plan_step, record)
+            elif plan_step.tls is not None:
+                await self._starttls(plan_step, record)
             elif plan_step.message is not None:
                 await self._data(plan_step, record)
             else:
@@ -250,6 +261,67 @@ class _Session:
         message = record.plan_step.check(reply)
         if message:
             record.verdict, record.message = "failed", message
+
+    def _check_tls(self, plan_step: PlanStep, record: StepRecord) -> None:
+        """The step's tls: expectation against this connection's TLS (after its reply)."""
+        expect = plan_step.step.expect.tls
+        if expect is None or record.verdict != "passed" or self.wire is None:
+            return
+        problem = check_tls(expect, self.tls, plan_step.days_left)
+        if problem:
+            record.verdict, record.message = "failed", problem
+
+    async def _starttls(self, plan_step: PlanStep, record: StepRecord) -> None:
+        """STARTTLS, and on a 220 the upgrade of the same connection (as the starttls
+        action and Session.starttls do)."""
+        reply = await self._command(plan_step, record, plan_step.command)
+        self._judge(record, reply)
+        if record.verdict != "passed" or not (isinstance(reply, Reply) and reply.code == 220):
+            return
+        wire = self.wire
+        assert wire is not None and wire.transport is not None and plan_step.tls is not None
+        leftover = wire.size + self.parser.held_bytes
+        if leftover:
+            self._note(
+                f"protocol violation: {leftover} bytes after the STARTTLS reply, before "
+                "TLS (response injection?) were discarded"
+            )
+            wire.take()
+        self.parser = ReplyParser()
+        timeout = plan_step.timeout
+        try:
+            async with asyncio.timeout(timeout):
+                transport = await self.loop.start_tls(
+                    wire.transport, wire, plan_step.tls, server_hostname=plan_step.server_name
+                )
+        except Exception as exc:
+            error = handshake_error(exc, timeout)
+            if not isinstance(error, ConnectError):
+                raise
+            wire.closed = True  # the handshake's failure closed the transport
+            if not plan_step.refusal_expected or error.verify_failed:
+                raise error from None
+            self._note(f"TLS handshake refused, as expected: {error}")
+            self.eof_seen = True  # closed on purpose: no more reads, no QUIT
+            self._check_tls(plan_step, record)
+            return
+        finally:
+            if leftover:
+                self.violations.append(
+                    f"{plan_step.step.path}: server sent data after its STARTTLS reply, "
+                    "before TLS (possible response injection)"
+                )
+        wire.transport = transport  # type: ignore[assignment]
+        record.tls = self._tls_established(transport, plan_step)
+        self._check_tls(plan_step, record)
+
+    def _tls_established(self, transport: asyncio.BaseTransport, plan_step: PlanStep) -> TlsFacts:
+        assert plan_step.tls is not None
+        verified = plan_step.tls.verify_mode != ssl.CERT_NONE
+        ssl_object = transport.get_extra_info("ssl_object")
+        self.tls = facts_from(ssl_object, plan_step.server_name, verified)
+        self._note(f"TLS established: {self.tls.version} {self.tls.cipher}")
+        return self.tls
 
     async def _command(self, plan_step: PlanStep, record: StepRecord, data: bytes) -> Any:
         """Send a command and read its reply; a connection already gone is its reply (the
@@ -342,22 +414,29 @@ class _Session:
 
     # --- the connection --------------------------------------------------------------
 
-    async def _connect(self, plan_step: PlanStep) -> None:
+    async def _connect(self, plan_step: PlanStep, record: StepRecord) -> None:
         await self._close()
         host, port = plan_step.host, plan_step.port
         timeout = plan_step.connect_timeout
+        tls = plan_step.tls
+        sni = plan_step.server_name if tls else None
         try:
             async with asyncio.timeout(timeout):
-                _, wire = await self.loop.create_connection(_Wire, host, port)
+                transport, wire = await self.loop.create_connection(
+                    _Wire, host, port, ssl=tls, server_hostname=sni
+                )
         except Exception as exc:
             raise connect_error(exc, host, port, timeout) from None
         self.wire = wire
         self.parser = ReplyParser()
         self.last_command = b""
         self.eof_seen = False
-        peer = wire.transport.get_extra_info("peername") if wire.transport else None
+        self.tls = None
+        peer = transport.get_extra_info("peername")
         where = hostport(*peer[:2]) if peer else hostport(host, port)
         self._note(f"connected to {where}")
+        if tls is not None:
+            record.tls = self._tls_established(transport, plan_step)
 
     async def _quit_and_close(self) -> None:
         wire = self.wire
@@ -369,7 +448,8 @@ class _Session:
             with contextlib.suppress(Exception):
                 await self._send(b"QUIT\r\n", quit_step, None)
                 self.last_command = b"QUIT\r\n"
-                await self._read(quit_step, None)
+                if not wire.closed:  # else the general runner's write fails: no read
+                    await self._read(quit_step, None)
         await self._close()
 
     async def _close(self) -> None:
@@ -435,6 +515,9 @@ def result_of(plan: Plan, options: Any, outcome: SessionOutcome) -> Any:
             record.result.replies.append(_reply_record(reply, elapsed, run.tracker))
             if plan_step.step.kind == "ehlo" and isinstance(reply, Reply) and reply.code == 250:
                 run.builtins["caps"] = protocol.parse_ehlo(reply)
+        record.result.tls = step.tls
+        if plan_step.step.kind == "starttls" and step.tls is not None:
+            run.builtins["caps"] = {}  # RFC 3207: what was learnt before TLS is forgotten
         run._finish(record, step.verdict, step.message)  # type: ignore[arg-type]
         record.result.duration_ms = step.duration_ms
     run.marks.append(transcript.Mark(outcome.steps_end, None))

@@ -3,12 +3,12 @@
 Load mode runs one scenario thousands of times. The general runner renders every
 template, builds step records, checks extensions and escapes a transcript in every
 session; for a plain delivery that is most of its CPU. A scenario made only of plain
-steps (connect, ehlo, helo, send, data) whose templates read nothing that changes from
-one session to the next is rendered here once, its commands encoded once and its
-expectations bound once; smtpscript.fastpath then only writes bytes, parses replies
-and judges them.
+steps (connect, also with implicit TLS; ehlo, helo, send, data, starttls) whose templates
+read nothing that changes from one session to the next is rendered here once, its
+commands encoded once, its TLS contexts made once and its expectations bound once;
+smtpscript.fastpath then only writes bytes, parses replies and judges them.
 
-Anything else (when, repeat, capture, includes, pipelines, TLS, PROXY, LMTP, AUTH,
+Anything else (when, repeat, capture, includes, pipelines, PROXY, LMTP, AUTH,
 templates reading ``reply``, ``caps``, ``index`` or captures...) is not compiled: load
 mode then runs the general runner, and its summary says why (``compile`` returns the
 reason instead of a plan). This module does no I/O.
@@ -16,7 +16,8 @@ reason instead of a plan). This module does no I/O.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import ssl
+from dataclasses import dataclass, replace
 from typing import Any
 
 from smtpscript import expectations, protocol
@@ -25,8 +26,9 @@ from smtpscript.actions import ACTIONS, default_expect, message
 from smtpscript.patterns import CodePattern
 from smtpscript.redaction import SecretTracker
 from smtpscript.templating import is_template, names_used
+from smtpscript.tlsinfo import make_context
 
-PLANNED_KINDS = frozenset({"connect", "ehlo", "helo", "send", "data"})
+PLANNED_KINDS = frozenset({"connect", "ehlo", "helo", "send", "data", "starttls"})
 # names whose value is the same in every session of a load run (vars are added per scenario)
 STEADY_NAMES = frozenset({"env", "target", "mta_sts", "dane"})
 MAX_SHOWN_LABEL = 80  # as the runner's labels
@@ -48,6 +50,15 @@ class PlanStep:
     port: int = 0
     # reply codes that pass outright (the expectation says nothing beyond codes)
     passing: frozenset[int] = frozenset()
+    tls: ssl.SSLContext | None = None  # implicit TLS (connect), the upgrade (starttls)
+    server_name: str = ""  # SNI and the name the certificate is checked against
+    days_left: int | None = None  # tls.days_left, rendered
+
+    @property
+    def refusal_expected(self) -> bool:
+        """A starttls step that expects the handshake to fail (tls.established: false)."""
+        expect = self.step.expect.tls
+        return bool(expect and expect.established is False)
 
     @property
     def is_connect(self) -> bool:
@@ -97,8 +108,8 @@ def compile_plan(scenario: m.Scenario, target: m.Target, options: Any) -> Plan |
         return f"its vars do not render here ({type(exc).__name__})"
     steady = _steady_vars(scenario, options, target)
     endpoint = probe.base_endpoint
-    if endpoint.tls or endpoint.proxy or endpoint.socket_path or endpoint.source_address:
-        return "its target uses TLS, PROXY, a UNIX socket or a source address"
+    if endpoint.proxy or endpoint.socket_path or endpoint.source_address:
+        return "its target uses PROXY, a UNIX socket or a source address"
     if not endpoint.host:
         return "no target host"
     rendered: dict[str, str] = {}
@@ -137,12 +148,12 @@ def _unplannable(scenario: m.Scenario) -> str | None:
             return f"{step.path} is a {step.kind} step"
         if step.when is not None or step.repeat is not None or step.capture:
             return f"{step.path} has when:, repeat: or capture:"
-        if step.expect.tls is not None or step.expect.each is not None:
-            return f"{step.path} expects TLS facts or LMTP replies"
+        if step.expect.each is not None:
+            return f"{step.path} expects LMTP replies"
         if step.kind == "connect":
             inner = step.action.endpoint  # type: ignore[union-attr]
-            if inner.tls or inner.proxy or inner.socket_path or inner.source_address:
-                return f"{step.path} connects with TLS, PROXY, a UNIX socket or a source address"
+            if inner.proxy or inner.socket_path or inner.source_address:
+                return f"{step.path} connects with PROXY, a UNIX socket or a source address"
     return None
 
 
@@ -184,6 +195,11 @@ def _plan_step(step: m.Step, probe: Any, render: Any) -> PlanStep:
         action: message.Message = step.action  # type: ignore[assignment]
         message.compose(action, render)  # renders (and checks) every part once
         return _step(step, probe, render, line, "DATA", message=action)
+    if step.kind == "starttls":
+        options = probe.base_endpoint.tls_options.overlay(step.action.tls_options)  # type: ignore[union-attr]
+        server_name = options.server_name or render(probe.base_endpoint.host or "")
+        plan_step = _step(step, probe, render, "STARTTLS", "STARTTLS")
+        return replace(plan_step, tls=make_context(options), server_name=server_name)
     if step.kind in ("ehlo", "helo"):
         line = f"{step.action.verb} {render(step.action.name)}"  # type: ignore[union-attr]
     else:
@@ -208,6 +224,7 @@ def _step(
         timeout=probe.timeout(step),
         message=message,
         passing=_passing(step, default_expect(step.kind)),
+        days_left=_days_left(step, render),
     )
 
 
@@ -216,6 +233,12 @@ def _connect_step(step: m.Step, probe: Any, render: Any) -> PlanStep:
     host = render(endpoint.host or "")
     port = endpoint.port or m.DEFAULT_PORT
     label = f"connect {endpoint.where()}"
+    tls = None
+    if endpoint.tls == "implicit":  # as the general runner's open()
+        tls = make_context(endpoint.tls_options)
+        target = probe.target
+        if target.implicit_tls_port and endpoint.port in (None, target.endpoint.port):
+            port = target.implicit_tls_port
     return PlanStep(
         step=step,
         command=b"",
@@ -227,7 +250,21 @@ def _connect_step(step: m.Step, probe: Any, render: Any) -> PlanStep:
         connect_timeout=endpoint.connect_timeout or endpoint.timeout or m.DEFAULT_TIMEOUT,
         host=host,
         port=port,
+        tls=tls,
+        server_name=(endpoint.tls_options.server_name or host) if tls else "",
+        days_left=_days_left(step, render),
     )
+
+
+def _days_left(step: m.Step, render: Any) -> int | None:
+    """tls.days_left, a template rendered once (the general runner's check, in check_tls)."""
+    expect = step.expect.tls
+    if expect is None or not isinstance(expect.days_left, str):
+        return None
+    text = render(expect.days_left).strip()
+    if not (text.isascii() and text.isdigit()):
+        raise ValueError("tls.days_left is not a whole number")  # the runner's to report
+    return int(text)
 
 
 def _passing(step: m.Step, default: CodePattern) -> frozenset[int]:

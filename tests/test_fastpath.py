@@ -240,6 +240,80 @@ def test_a_misbehaving_server_reads_the_same(tmp_path, name):
     assert_same(general, compiled, closing=False)
 
 
+# --- TLS: implicit, STARTTLS, refusals and failures --------------------------------------
+
+SCENARIOS = Path(__file__).resolve().parent.parent / "scenarios"
+
+
+@pytest.mark.parametrize(
+    "name", ["tls/starttls-works.yaml", "tls/implicit-tls-banner.yaml", "tls/starttls-offered.yaml"]
+)
+def test_the_tls_audit_scenarios_read_the_same_on_the_sandbox(name, sandbox_target):
+    general, compiled = both(SCENARIOS / name, sandbox_target)
+    assert general.verdict == "passed", general.reason
+    assert_same(general, compiled)
+    assert any(step.tls is not None for step in compiled.steps)
+
+
+def test_a_certificate_that_does_not_verify_reads_the_same(tmp_path, sandbox_target):
+    steps = "- ehlo: c.test\n- starttls: {}\n  tls: {verified: true}\n- send: QUIT"
+    untrusted = parse_target(f"127.0.0.1:{sandbox_target.endpoint.port}")  # no sandbox CA
+    general, compiled = both(scenario_file(tmp_path, steps), untrusted)
+    assert general.verdict == "failed" and "certificate" in (general.reason or "")
+    assert_same(general, compiled)
+
+
+async def refuses_starttls(conn: Conn) -> None:
+    await conn.send(BANNER)
+    await conn.serve({b"EHLO": EHLO, b"STARTTLS": b"454 4.7.0 TLS not available\r\n"})
+
+
+async def fake_starttls(conn: Conn) -> None:
+    """220 to STARTTLS, then plain text where the handshake should be."""
+    await conn.send(BANNER)
+    await conn.serve({b"EHLO": EHLO, b"STARTTLS": b"220 go ahead\r\n"}, stop_after=b"STARTTLS")
+    await conn.line()  # the ClientHello (no line end): whatever came
+    await conn.send(b"500 this is not TLS\r\n")
+
+
+async def injects_after_starttls(conn: Conn) -> None:
+    await conn.send(BANNER)
+    injected = b"220 go ahead\r\n250 injected\r\n"
+    await conn.serve({b"EHLO": EHLO, b"STARTTLS": injected}, stop_after=b"STARTTLS")
+    await conn.drain_until_eof()
+
+
+TLS_CASES = {
+    "STARTTLS refused, expected": (
+        refuses_starttls,
+        "- ehlo: c.test\n- starttls: {}\n  expect: 454\n- send: QUIT\n  expect: 221",
+        "passed",
+    ),
+    "STARTTLS refused": (refuses_starttls, "- ehlo: c.test\n- starttls: {}", "failed"),
+    "no TLS after 220": (fake_starttls, "- ehlo: c.test\n- starttls: {}\n- send: NOOP", "error"),
+    "no TLS after 220, refusal expected": (
+        fake_starttls,
+        "- ehlo: c.test\n- starttls: {}\n  tls: {established: false}\n- send: NOOP\n"
+        "  expect: closed",
+        "passed",
+    ),
+    "bytes injected after 220": (
+        injects_after_starttls,
+        "- ehlo: c.test\n- starttls: {}\n- send: NOOP",
+        "error",
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(TLS_CASES))
+def test_a_misbehaving_tls_server_reads_the_same(tmp_path, name):
+    script, steps, verdict = TLS_CASES[name]
+    with Hostile(script) as server:
+        general, compiled = both(scenario_file(tmp_path, steps, 1), f"127.0.0.1:{server.port}")
+    assert general.verdict == verdict, general.reason
+    assert_same(general, compiled, closing=False)
+
+
 def test_a_reset_reads_the_same_but_for_the_race(tmp_path):
     """Whether a reset is seen by the next write (judged as a close) or by the read after
     it is a race in either engine: the verdict and the failing step must not depend on it."""
@@ -298,7 +372,7 @@ def test_secrets_stay_hidden_in_a_kept_session(tmp_path, monkeypatch):
 @pytest.mark.parametrize(
     ("steps", "why"),
     [
-        ("- starttls: {}", "starttls step"),
+        ('- raw: "NOOP\\r\\n"', "raw step"),
         ('- send: NOOP\n  when: "true"', "when:"),
         ("- send: NOOP\n  capture: {x: '(.*)'}", "capture:"),
         ('- send: "NOOP {{ reply.code }}"', "changes between sessions"),

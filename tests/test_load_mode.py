@@ -52,12 +52,12 @@ def test_repeat_runs_the_scenario_n_times_and_keeps_aggregates(tmp_path, capsys)
 
 
 def test_a_scenario_that_does_not_compile_runs_on_the_general_runner(tmp_path, capsys):
-    steps = "- ehlo: load.example.org\n- starttls: {verify: false}\n- send: QUIT"
+    steps = '- ehlo: load.example.org\n- raw: "NOOP\\r\\n"\n  expect: 250\n- send: QUIT'
     status, out, data = _load_run(tmp_path, capsys, steps, "--repeat", "6", "-j", "3")
     assert status == 0, out
     assert data["load"]["verdicts"] == {"passed": 6}
-    assert data["load"]["engine"] == "general runner (steps[1] is a starttls step)"
-    assert "  engine: general runner (steps[1] is a starttls step)\n" in out
+    assert data["load"]["engine"] == "general runner (steps[1] is a raw step)"
+    assert "  engine: general runner (steps[1] is a raw step)\n" in out
 
 
 def test_failures_are_counted_by_reason_and_only_a_sample_is_kept(tmp_path, capsys):
