@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import functools
 import hashlib
 import ipaddress
 import os
@@ -28,7 +29,28 @@ VERSION_ORDER = ("SSLv3", "TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3")
 
 
 def make_context(options: TlsOptions) -> ssl.SSLContext:
-    """A client context; verify defaults to true (chain and host name checked)."""
+    """A client context; verify defaults to true (chain and host name checked).
+
+    Made once per set of options and kept (loading the system's CA certificates takes
+    tens of milliseconds, which every TLS session paid); a CA, certificate or key file
+    that changes on disk makes a new one. Nothing changes a context once it is made.
+    """
+    return _context(options, _file_stamps(options))
+
+
+def _file_stamps(options: TlsOptions) -> tuple[tuple[int, int, int] | None, ...]:
+    stamps: list[tuple[int, int, int] | None] = []
+    for path in (options.ca_file, options.client_cert, options.client_key):
+        try:
+            info = os.stat(path) if path else None
+        except OSError:
+            info = None  # loading it fails below, with the file's name (never cached)
+        stamps.append((info.st_ino, info.st_mtime_ns, info.st_size) if info else None)
+    return tuple(stamps)
+
+
+@functools.lru_cache(maxsize=64)
+def _context(options: TlsOptions, stamps: tuple[object, ...]) -> ssl.SSLContext:
     verify = options.verify is not False
     with _naming(options.ca_file):
         context = ssl.create_default_context(cafile=options.ca_file if verify else None)
