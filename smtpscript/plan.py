@@ -53,6 +53,8 @@ class PlanStep:
     tls: ssl.SSLContext | None = None  # implicit TLS (connect), the upgrade (starttls)
     server_name: str = ""  # SNI and the name the certificate is checked against
     days_left: int | None = None  # tls.days_left, rendered
+    # data: the payload made once, as bytes and the names of what each session fills in
+    payload_parts: tuple[bytes | str, ...] | None = None
 
     @property
     def refusal_expected(self) -> bool:
@@ -86,9 +88,17 @@ class Plan:
     quit_timeout: float  # the QUIT the runner sends when the scenario did not
 
     def payload(self, step: PlanStep) -> bytes:
-        """A data step's message: composed per session (a fresh Date and Message-ID)."""
-        assert step.message is not None
-        return protocol.message_payload(message.compose(step.message, self.rendered.__getitem__))
+        """A data step's message with a fresh Date and Message-ID (where it has none of its
+        own): filled into the payload made once, else composed anew."""
+        parts = step.payload_parts
+        if parts is None:
+            assert step.message is not None
+            text = message.compose(step.message, self.rendered.__getitem__)
+            return protocol.message_payload(text)
+        return b"".join(
+            part if type(part) is bytes else _STAMPS[part]().encode()  # type: ignore[index]
+            for part in parts
+        )
 
 
 def compile_plan(scenario: m.Scenario, target: m.Target, options: Any) -> Plan | str:
@@ -145,7 +155,7 @@ def _unplannable(scenario: m.Scenario) -> str | None:
         return "it has a when: condition"
     for step in scenario.steps:
         if step.kind not in PLANNED_KINDS:
-            return f"{step.path} is a {step.kind} step"
+            return f"{step.path}: {step.kind} steps are not compiled"
         if step.when is not None or step.repeat is not None or step.capture:
             return f"{step.path} has when:, repeat: or capture:"
         if step.expect.each is not None:
@@ -194,7 +204,8 @@ def _plan_step(step: m.Step, probe: Any, render: Any) -> PlanStep:
         line = "DATA"
         action: message.Message = step.action  # type: ignore[assignment]
         message.compose(action, render)  # renders (and checks) every part once
-        return _step(step, probe, render, line, "DATA", message=action)
+        plan_step = _step(step, probe, render, line, "DATA", message=action)
+        return replace(plan_step, payload_parts=_payload_parts(action, render))
     if step.kind == "starttls":
         options = probe.base_endpoint.tls_options.overlay(step.action.tls_options)  # type: ignore[union-attr]
         server_name = options.server_name or render(probe.base_endpoint.host or "")
@@ -254,6 +265,30 @@ def _connect_step(step: m.Step, probe: Any, render: Any) -> PlanStep:
         server_name=(endpoint.tls_options.server_name or host) if tls else "",
         days_left=_days_left(step, render),
     )
+
+
+# what compose adds to a message that has none (smtpscript.actions.message), marked in the
+# payload made once and filled in for each session
+_MARKS = {"date": "\ue000date\ue000", "message_id": "\ue000message-id\ue000"}
+_STAMPS = {"date": message.new_date, "message_id": message.new_message_id}
+
+
+def _payload_parts(action: message.Message, render: Any) -> tuple[bytes | str, ...] | None:
+    """The payload with the marks cut out: (bytes, "date", bytes, "message_id", bytes),
+    or None when a mark is not found exactly where it went (composed per session then)."""
+    text = message.compose(action, render, _MARKS["date"], _MARKS["message_id"])
+    payload = protocol.message_payload(text)
+    parts: list[bytes | str] = [payload]
+    for name, mark in _MARKS.items():
+        found = [n for n, part in enumerate(parts) if type(part) is bytes and mark.encode() in part]
+        if not found:
+            continue  # the message has its own
+        where = found[0]
+        pieces = parts[where].split(mark.encode())  # type: ignore[union-attr]
+        if len(found) > 1 or len(pieces) != 2:
+            return None  # the text itself holds a mark: compose per session
+        parts[where : where + 1] = [pieces[0], name, pieces[1]]
+    return tuple(parts)
 
 
 def _days_left(step: m.Step, render: Any) -> int | None:

@@ -238,9 +238,24 @@ class ReplyParser:
         return None
 
     def _consume(self, data: bytes) -> None:
-        start = 0
         size = len(data)
         partial = self._partial
+        if (  # most reads: one whole one-line reply ("250 2.1.0 Ok\r\n"), nothing pending
+            not partial
+            and not self._lines
+            and data.find(b"\n") == size - 1
+            and data[size - 2 : size] == b"\r\n"
+            and data[3:4] == b" "
+            and size <= LINE_LIMIT + 2
+            and data[:3].isdigit()
+        ):
+            code = int(data[:3])
+            _check_code(code, data)
+            text = data[4:-2].decode("utf-8", "backslashreplace")
+            status = enhanced_status(code, text)
+            self._ready.append(_new_reply(code, (text,), data, status, False))
+            return
+        start = 0
         while start < size:
             # Never look further than the longest line we accept: bounded work and memory.
             room = LINE_LIMIT + 2 - len(partial)

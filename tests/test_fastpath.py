@@ -372,7 +372,7 @@ def test_secrets_stay_hidden_in_a_kept_session(tmp_path, monkeypatch):
 @pytest.mark.parametrize(
     ("steps", "why"),
     [
-        ('- raw: "NOOP\\r\\n"', "raw step"),
+        ('- raw: "NOOP\\r\\n"', "raw steps are not compiled"),
         ('- send: NOOP\n  when: "true"', "when:"),
         ("- send: NOOP\n  capture: {x: '(.*)'}", "capture:"),
         ('- send: "NOOP {{ reply.code }}"', "changes between sessions"),
@@ -462,3 +462,40 @@ def test_ctrl_c_stops_a_compiled_load_run_and_keeps_what_finished(tmp_path):
     assert load["reasons"][0]["reason"].endswith(
         "steps[2] (RCPT TO:<alice@sandbox.test>): interrupted"
     )
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        '{headers: {Subject: hi}, body: "a\\n.b\\n"}',
+        '"Subject: hi\\n\\nbody\\n.\\n"',
+        '"no headers at all, no blank line"',
+        '"Date: Thu, 1 Jan 2026 00:00:00 +0000\\nSubject: hi\\n\\nbody"',
+        "{headers: {Message-ID: <own@x>}, body: b}",
+        '"Subject: \\ue000date\\ue000\\n\\nmarked on purpose"',
+    ],
+)
+def test_a_payload_made_once_is_the_one_compose_makes(tmp_path, monkeypatch, data):
+    from smtpscript import plan as planning
+    from smtpscript import protocol
+    from smtpscript.actions import message
+
+    loaded = load_paths([scenario_file(tmp_path, f"- data: {data}")])
+    assert not loaded.problems, loaded.problems
+    plan = compile_plan(loaded.scenarios[0], parse_target("127.0.0.1:25"), RunOptions())
+    assert isinstance(plan, Plan), plan
+    step = plan.steps[1]
+    stamps = iter(range(1000))
+    monkeypatch.setitem(planning._STAMPS, "date", lambda: f"D{next(stamps)}")
+    monkeypatch.setitem(planning._STAMPS, "message_id", lambda: f"<M{next(stamps)}>")
+    monkeypatch.setattr(message, "new_date", planning._STAMPS["date"])
+    monkeypatch.setattr(message, "new_message_id", planning._STAMPS["message_id"])
+    for _ in range(2):
+        made = plan.payload(step)
+        expected = protocol.message_payload(message.compose(step.message, plan.rendered.get))
+        # made took stamps n, n+1 (when it has marks); compose took the next ones: align
+        assert re.sub(rb"[DM]\d+", b"S", made) == re.sub(rb"[DM]\d+", b"S", expected)
+    if "\\ue000" in data:
+        assert step.payload_parts is None  # a mark in the text itself: composed each time
+    else:
+        assert step.payload_parts is not None

@@ -8,6 +8,7 @@ sending (Date and Message-ID added when missing).
 from __future__ import annotations
 
 import email.utils
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -68,16 +69,26 @@ def check(value: Any, path: JsonPath, checker: Checker) -> None:
                 checker.template(header, (*path, "headers", name))
 
 
-def compose(message: Message, render: Callable[[str], str]) -> str:
-    """The message as text, rendered; a header value may not break its line."""
+def compose(
+    message: Message,
+    render: Callable[[str], str],
+    date: str | None = None,
+    message_id: str | None = None,
+) -> str:
+    """The message as text, rendered; a header value may not break its line.
+
+    Date and Message-ID are added when missing: ``date`` and ``message_id`` if given,
+    else now's and a new one (load mode's compiled plan gives markers, and fills them in
+    for each session).
+    """
     if message.text is not None:
         text = render(message.text)
         head, sep, _ = text.replace("\r\n", "\n").partition("\n\n")
         names = {line.split(":", 1)[0].strip().lower() for line in head.split("\n") if ":" in line}
-        extra = _missing_headers(names)
+        extra = _missing_headers(names, date, message_id)
         return "".join(f"{k}: {v}\n" for k, v in extra) + text if sep else text
     headers = [(name, _header_value(name, render(value))) for name, value in message.headers]
-    headers += _missing_headers({name.lower() for name, _ in headers})
+    headers += _missing_headers({name.lower() for name, _ in headers}, date, message_id)
     body = render(message.body)
     return "".join(f"{name}: {value}\n" for name, value in headers) + "\n" + body
 
@@ -93,13 +104,30 @@ def _header_value(name: str, value: str) -> str:
     return value
 
 
-def _missing_headers(present: set[str]) -> list[tuple[str, str]]:
+def _missing_headers(
+    present: set[str], date: str | None, message_id: str | None
+) -> list[tuple[str, str]]:
     extra = []
     if "date" not in present:
-        extra.append(("Date", email.utils.formatdate(localtime=False)))
+        extra.append(("Date", date if date is not None else new_date()))
     if "message-id" not in present:
-        extra.append(("Message-ID", f"<{uuid.uuid4().hex}@smtpscript.invalid>"))
+        extra.append(("Message-ID", message_id if message_id is not None else new_message_id()))
     return extra
+
+
+def new_date() -> str:
+    """Now as an RFC 5322 Date (UTC); made once a second, however many messages."""
+    second = int(time.time())
+    if _last_date[0] != second:
+        _last_date[:] = [second, email.utils.formatdate(second, localtime=False)]
+    return _last_date[1]  # type: ignore[no-any-return]
+
+
+_last_date: list[object] = [None, ""]
+
+
+def new_message_id() -> str:
+    return f"<{uuid.uuid4().hex}@smtpscript.invalid>"
 
 
 async def judge_end(ctx: StepContext) -> None:
