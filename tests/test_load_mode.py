@@ -56,8 +56,8 @@ def test_a_scenario_that_does_not_compile_runs_on_the_general_runner(tmp_path, c
     status, out, data = _load_run(tmp_path, capsys, steps, "--repeat", "6", "-j", "3")
     assert status == 0, out
     assert data["load"]["verdicts"] == {"passed": 6}
-    assert data["load"]["engine"] == "general runner (steps[1] is a raw step)"
-    assert "  engine: general runner (steps[1] is a raw step)\n" in out
+    assert data["load"]["engine"] == "general runner (steps[1]: raw steps are not compiled)"
+    assert "  engine: general runner (steps[1]: raw steps are not compiled)\n" in out
 
 
 def test_failures_are_counted_by_reason_and_only_a_sample_is_kept(tmp_path, capsys):
