@@ -46,6 +46,7 @@ from smtpscript.tlsinfo import facts_from
 # an event: (seconds since the session started, "C" | "S" | "*", bytes or a note, display)
 Event = tuple[float, str, Any, Any]
 PAYLOAD = object()  # an event's display: a data step's message, shown as the runner shows it
+CLOSE_WAIT = 2.0  # seconds a close may take (the general runner's Session.close waits as long)
 MAX_HELD = 128 * 1024  # bytes received, not read yet, before reading pauses (as streams do)
 
 
@@ -66,7 +67,11 @@ class StepRecord:
 
     @property
     def duration_ms(self) -> float:
-        return round((self.ended - self.started) * 1000, 3)
+        return round(self.elapsed_ms, 3)
+
+    @property
+    def elapsed_ms(self) -> float:
+        return (self.ended - self.started) * 1000
 
 
 @dataclass
@@ -337,19 +342,31 @@ class _Session:
                 f"{plan_step.step.path}: the server sent {early} bytes before this command "
                 "was sent (a reply ahead of its command: desynchronised)"
             )
-        await self._send(data, plan_step, None)
+        if self._write(data, None):
+            await self._drain(data, plan_step)
         record.sent.append(plan_step.line)
         self.last_command = data
         return await self._read(plan_step, record)
 
     async def _send(self, data: bytes, plan_step: PlanStep, display: Any) -> None:
+        if self._write(data, display):
+            await self._drain(data, plan_step)
+
+    def _write(self, data: bytes, display: Any) -> bool:
+        """Record and write; True when the buffer is full (the caller must drain)."""
         wire = self.wire
         assert wire is not None and wire.transport is not None
         self.events.append((time.monotonic() - self.t0, "C", data, display))
         if wire.closed:
-            return  # the read that follows finds the close, as the general runner's does
+            return False  # the read that follows finds the close, as the general runner's does
         wire.transport.write(data)
-        if wire.writable is not None:  # the buffer is full: wait until the server reads
+        return wire.writable is not None
+
+    async def _drain(self, data: bytes, plan_step: PlanStep) -> None:
+        """Wait until the server reads (one timeout, then the connection is aborted)."""
+        wire = self.wire
+        assert wire is not None and wire.transport is not None
+        if wire.writable is not None:
             timeout = self.plan.quit_timeout if data == b"QUIT\r\n" else plan_step.timeout
             try:
                 async with asyncio.timeout(timeout):
@@ -363,29 +380,21 @@ class _Session:
                 ) from None
 
     async def _read(self, plan_step: PlanStep, record: StepRecord | None) -> Any:
+        """The next reply, or Closed; one deadline for all of it (as the general runner)."""
         wire = self.wire
         assert wire is not None
-        mark = (len(self.events), self.parser.held_bytes)
+        parser = self.parser
+        mark = (len(self.events), parser.held_bytes)
         t0 = time.monotonic()
-        reply = Closed() if self.eof_seen else await self._reply(wire, plan_step.timeout)
-        if record is not None:
-            elapsed = round((time.monotonic() - t0) * 1000, 3)
-            record.replies.append((reply, elapsed, *mark))
-            if isinstance(reply, Reply) and reply.bare_lf:
-                self.violations.append(
-                    f"{plan_step.step.path}: reply {reply.code} ended lines with bare LF "
-                    "instead of CRLF"
-                )
-        return reply
-
-    async def _reply(self, wire: _Wire, timeout: float) -> Any:
-        """The next reply, or Closed; one deadline for all of it (as the general runner)."""
-        parser, timer = self.parser, None
+        timer = None
         try:
             while True:
+                if self.eof_seen:
+                    reply: Any = Closed()
+                    break
                 reply = parser.next_reply()
                 if reply is not None:
-                    return reply
+                    break
                 if wire.size:
                     data = wire.take()
                     self.budget.take(len(data))
@@ -393,9 +402,10 @@ class _Session:
                     parser.feed(data)
                     continue
                 if wire.closed:
-                    return self._closed(wire)
+                    reply = self._closed(wire)
+                    break
                 if timer is None:
-                    timer = self.loop.call_later(timeout, wire.expire)
+                    timer = self.loop.call_later(plan_step.timeout, wire.expire)
                 wire.waiter = self.loop.create_future()
                 try:
                     await wire.waiter
@@ -404,6 +414,14 @@ class _Session:
         finally:
             if timer is not None:
                 timer.cancel()
+        if record is not None:
+            record.replies.append((reply, (time.monotonic() - t0) * 1000, *mark))
+            if type(reply) is Reply and reply.bare_lf:
+                self.violations.append(
+                    f"{plan_step.step.path}: reply {reply.code} ended lines with bare LF "
+                    "instead of CRLF"
+                )
+        return reply
 
     def _closed(self, wire: _Wire) -> Closed:
         self.eof_seen = True
@@ -453,9 +471,23 @@ class _Session:
         await self._close()
 
     async def _close(self) -> None:
+        """Close, and wait (boundedly, as the general runner) until the socket is closed:
+        a TLS close_notify sent, nothing left for the end of the run to find open."""
         wire, self.wire = self.wire, None
-        if wire is not None and wire.transport is not None:
-            wire.transport.close()
+        if wire is None or wire.transport is None:
+            return
+        wire.transport.close()
+        if wire.closed:
+            return
+        timer = self.loop.call_later(CLOSE_WAIT, wire.expire)
+        wire.waiter = self.loop.create_future()
+        try:
+            await wire.waiter
+        except _ReplyTimeout:
+            wire.transport.abort()  # a server that does not take our last bytes
+        finally:
+            timer.cancel()
+            wire.waiter = None
 
     def _note(self, text: str) -> None:
         self.events.append((time.monotonic() - self.t0, "*", text, None))
@@ -512,7 +544,7 @@ def result_of(plan: Plan, options: Any, outcome: SessionOutcome) -> Any:
             record.result.sent += kept.split("\n") if kept else [""]
         for reply, elapsed, before, held in step.replies:
             run.marks.append(transcript.reply_mark(events[:before], held, number))
-            record.result.replies.append(_reply_record(reply, elapsed, run.tracker))
+            record.result.replies.append(_reply_record(reply, round(elapsed, 3), run.tracker))
             if plan_step.step.kind == "ehlo" and isinstance(reply, Reply) and reply.code == 250:
                 run.builtins["caps"] = protocol.parse_ehlo(reply)
         record.result.tls = step.tls

@@ -106,7 +106,7 @@ class LoadAggregate:
                 record.plan_step.step.path,
                 record.plan_step.step.kind,
                 record.plan_step.label,
-                record.duration_ms,
+                record.elapsed_ms,
             )
             for record in outcome.steps
         )
