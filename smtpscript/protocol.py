@@ -152,6 +152,21 @@ def _new_reply(
     return reply
 
 
+@dataclass
+class Closed:
+    """The server closed the connection (FIN or reset) instead of a complete reply: what a
+    read gives in place of a Reply."""
+
+    partial: bytes = b""
+    reset: bool = False
+
+    def describe(self) -> str:
+        how = "reset the connection" if self.reset else "closed the connection"
+        shown = escape_bytes(self.partial[:80]) + ("..." if len(self.partial) > 80 else "")
+        extra = f" after a partial reply '{shown}'" if self.partial else ""
+        return f"server {how}{extra}"
+
+
 def enhanced_status(code: int, text: str) -> str | None:
     """The RFC 3463 status at the start of text, if its class matches the reply code."""
     match = _STATUS_RE.match(text)

@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 
 from smtpscript.errors import LimitExceeded, RemoteProtocolError
 from smtpscript.model import hostport
-from smtpscript.protocol import Reply, ReplyParser, escape_bytes
+from smtpscript.protocol import Closed, Reply, ReplyParser  # Closed: named here too
 from smtpscript.proxyheader import describe
 from smtpscript.results import TlsFacts
 from smtpscript.tlsinfo import describe_verify_error, facts_from
@@ -81,20 +81,6 @@ class ReplyTimeout(Exception):
 
 class SendTimeout(ConnectionError):
     """The server stopped reading: our data did not leave within the timeout."""
-
-
-@dataclass
-class Closed:
-    """The server closed the connection (FIN or reset) instead of a complete reply."""
-
-    partial: bytes = b""
-    reset: bool = False
-
-    def describe(self) -> str:
-        how = "reset the connection" if self.reset else "closed the connection"
-        shown = escape_bytes(self.partial[:80]) + ("..." if len(self.partial) > 80 else "")
-        extra = f" after a partial reply '{shown}'" if self.partial else ""
-        return f"server {how}{extra}"
 
 
 @dataclass

@@ -7,7 +7,6 @@ sending (Date and Message-ID added when missing).
 
 from __future__ import annotations
 
-import email.utils
 import time
 import uuid
 from collections.abc import Callable
@@ -119,6 +118,8 @@ def new_date() -> str:
     """Now as an RFC 5322 Date (UTC); made once a second, however many messages."""
     second = int(time.time())
     if _last_date[0] != second:
+        import email.utils  # when a message is sent: validate's cold start does without it
+
         _last_date[:] = [second, email.utils.formatdate(second, localtime=False)]
     return _last_date[1]  # type: ignore[no-any-return]
 

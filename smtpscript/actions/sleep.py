@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,6 +16,8 @@ class Sleep:
 
 async def run(ctx: StepContext, action: Sleep) -> None:
     ctx.label(f"sleep {action.seconds:g} s")
+    import asyncio  # at run time only: validate's cold start does without it
+
     await asyncio.sleep(action.seconds)
 
 
