@@ -214,50 +214,42 @@ async def load(
     # a session's result is folded in as soon as it is made (no await in between), so the
     # aggregate can say at that moment whether its transcript is worth building
     options = replace(options, keep_transcript=aggregate.would_keep)
-    slots = asyncio.Semaphore(plan.concurrency)
-    in_flight: set[asyncio.Task[None]] = set()
     started_at = _now()
     t0 = time.monotonic()
     deadline = t0 + plan.duration if plan.duration else None
-    if stop is not None:
-        stop.watch(in_flight)  # type: ignore[arg-type]  # any collection of tasks
-
     compiled = _compiled(scenario, target, options, plan)
     engine = compiled if isinstance(compiled, str) else None
     aggregate.engine = f"general runner ({engine})" if engine else "compiled plan"
+    started = 0
 
-    async def one() -> None:
-        try:
+    def build(outcome: fastpath.SessionOutcome) -> ScenarioResult:
+        return fastpath.result_of(compiled, options, outcome)
+
+    def stopped() -> bool:
+        return stop is not None and stop.signum is not None
+
+    async def worker() -> None:
+        """One of ``concurrency`` loops, each running sessions one after another (no task
+        per session): session i starts at t0 + i / rate when paced."""
+        nonlocal started
+        while (plan.repeat is None or started < plan.repeat) and not stopped():
+            index, started = started, started + 1
+            if plan.rate:
+                delay = t0 + index / plan.rate - time.monotonic()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+            if (deadline is not None and time.monotonic() >= deadline) or stopped():
+                return
             if engine is None:
                 outcome = await fastpath.run_plan(compiled, MAX_RECEIVED_PER_RUN)
                 aggregate.add_outcome(outcome, build)
             else:
                 aggregate.add(await run_scenario(scenario, target, options))
-        finally:
-            slots.release()
 
-    def build(outcome: fastpath.SessionOutcome) -> ScenarioResult:
-        return fastpath.result_of(compiled, options, outcome)
-
-    started = 0
-    while plan.repeat is None or started < plan.repeat:
-        if stop is not None and stop.signum is not None:
-            break
-        if plan.rate:  # pace the starts: session i starts at t0 + i / rate
-            delay = t0 + started / plan.rate - time.monotonic()
-            if delay > 0:
-                await asyncio.sleep(delay)
-        await slots.acquire()
-        if (deadline is not None and time.monotonic() >= deadline) or (
-            stop is not None and stop.signum is not None
-        ):
-            slots.release()
-            break
-        task = asyncio.create_task(one())
-        in_flight.add(task)
-        task.add_done_callback(in_flight.discard)
-        started += 1
-    await asyncio.gather(*list(in_flight), return_exceptions=True)
+    workers = [asyncio.create_task(worker()) for _ in range(plan.concurrency)]
+    if stop is not None:
+        stop.watch(workers)  # type: ignore[arg-type]  # any list of tasks
+    await asyncio.gather(*workers, return_exceptions=True)
     signum = stop.signum if stop is not None else None
     return LoadOutcome(aggregate, time.monotonic() - t0, started_at, _now(), signum)
 

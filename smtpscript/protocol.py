@@ -169,6 +169,8 @@ class Closed:
 
 def enhanced_status(code: int, text: str) -> str | None:
     """The RFC 3463 status at the start of text, if its class matches the reply code."""
+    if text[1:2] != "." or text[:1] != str(code)[0]:
+        return None  # most replies: no regex needed to say so
     match = _STATUS_RE.match(text)
     if match is None or match.group(1) != str(code)[0]:
         return None  # RFC 3463/2034: "250 5.1.1" is not a status, it is text
@@ -270,6 +272,8 @@ class ReplyParser:
             status = enhanced_status(code, text)
             self._ready.append(_new_reply(code, (text,), data, status, False))
             return
+        if not partial and not self._lines and self._whole_reply(data):
+            return
         start = 0
         while start < size:
             # Never look further than the longest line we accept: bounded work and memory.
@@ -286,6 +290,29 @@ class ReplyParser:
                 line = data[start : end + 1]
             self._take_line(line)
             start = end + 1
+
+    def _whole_reply(self, data: bytes) -> bool:
+        """A read holding exactly one whole multi-line reply with CRLF endings (an EHLO
+        reply): taken at once, True; anything else is left to the line-by-line path."""
+        if not data.endswith(b"\r\n") or len(data) > REPLY_BYTES_LIMIT:
+            return False
+        lines = data[:-2].split(b"\r\n")
+        count = len(lines)
+        if count > REPLY_LINES_LIMIT or data.count(b"\n") != count:  # a bare LF: not here
+            return False
+        head = data[:3]
+        if not head.isdigit():
+            return False
+        for n, line in enumerate(lines, 1):
+            sep = b" " if n == count else b"-"
+            if line[:3] != head or line[3:4] != sep or len(line) > LINE_LIMIT:
+                return False
+        code = int(head)
+        _check_code(code, lines[0] + b"\r\n")
+        texts = tuple(line[4:].decode("utf-8", "backslashreplace") for line in lines)
+        status = enhanced_status(code, texts[0])
+        self._ready.append(_new_reply(code, texts, data, status, False))
+        return True
 
     def _check_partial(self) -> None:
         partial = self._partial
