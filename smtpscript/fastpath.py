@@ -22,7 +22,7 @@ import contextlib
 import datetime as dt
 import ssl
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 from smtpscript.errors import LimitExceeded, RemoteProtocolError
@@ -50,20 +50,35 @@ CLOSE_WAIT = 2.0  # seconds a close may take (the general runner's Session.close
 MAX_HELD = 128 * 1024  # bytes received, not read yet, before reading pauses (as streams do)
 
 
-@dataclass
 class StepRecord:
-    """One executed step: which, when, how it ended, and the replies it read."""
+    """One executed step: which, when, how it ended, and the replies it read.
 
-    plan_step: PlanStep
-    event: int  # the index of the first event in its time
-    started: float
-    ended: float = 0.0
-    verdict: str = "passed"
-    message: str | None = None
-    # (reply or Closed, ms waited, events before the read, bytes held then)
-    replies: list[tuple[Any, float, int, int]] = field(default_factory=list)
-    sent: list[str] = field(default_factory=list)  # lines sent (payloads: PAYLOAD)
-    tls: TlsFacts | None = None  # the TLS this step set up
+    A plain class with slots, not a dataclass: seven of these are made in every session.
+    """
+
+    __slots__ = (
+        "ended",
+        "event",
+        "message",
+        "plan_step",
+        "replies",
+        "sent",
+        "started",
+        "tls",
+        "verdict",
+    )
+
+    def __init__(self, plan_step: PlanStep, event: int, started: float) -> None:
+        self.plan_step = plan_step
+        self.event = event  # the index of the first event in its time
+        self.started = started
+        self.ended = 0.0
+        self.verdict = "passed"
+        self.message: str | None = None
+        # (reply or Closed, ms waited, events before the read, bytes held then)
+        self.replies: list[tuple[Any, float, int, int]] = []
+        self.sent: list[Any] = []  # lines sent (payloads: PAYLOAD)
+        self.tls: TlsFacts | None = None  # the TLS this step set up
 
     @property
     def duration_ms(self) -> float:

@@ -79,6 +79,8 @@ class LoadAggregate:
         self._kept_failures = self._kept_passes = 0
         self.first: ScenarioResult | None = None
         self.engine = ""  # what ran the sessions (LoadSummary.engine)
+        # a compiled plan's steps (by id: the plan lives as long as the run) -> durations
+        self._plan_steps: dict[int, Histogram] = {}
 
     def would_keep(self, verdict: str) -> bool:
         """Would a session with this verdict be kept whole (so its transcript is needed)?"""
@@ -101,16 +103,17 @@ class LoadAggregate:
         self, outcome: SessionOutcome, result_of: Callable[[SessionOutcome], ScenarioResult]
     ) -> None:
         """A session of a compiled plan: a whole result is made only for a kept one."""
-        steps = (
-            (
-                record.plan_step.step.path,
-                record.plan_step.step.kind,
-                record.plan_step.label,
-                record.elapsed_ms,
-            )
-            for record in outcome.steps
-        )
-        self._count(outcome.verdict, outcome.reason, outcome.duration_ms, steps)
+        self._count(outcome.verdict, outcome.reason, outcome.duration_ms, ())
+        by_step = self._plan_steps
+        for record in outcome.steps:
+            durations = by_step.get(id(record.plan_step))
+            if durations is None:  # first seen: the same histogram as the general runner's
+                step = record.plan_step.step
+                entry = self.steps.setdefault(
+                    (step.path, step.kind), (record.plan_step.label, Histogram())
+                )
+                durations = by_step[id(record.plan_step)] = entry[1]
+            durations.add((record.ended - record.started) * 1000)
         if self.first is None or self.would_keep(outcome.verdict):
             result = result_of(outcome)
             self.first = self.first or result
