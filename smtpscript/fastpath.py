@@ -214,7 +214,8 @@ class _Session:
             self._abandon(failure.message)
         finally:
             steps_end = len(self.events)
-            await self._quit_and_close()
+            with contextlib.suppress(Exception):  # the verdict is made; so is the record
+                await self._quit_and_close()
         for record in self.steps:
             if record.verdict in ("failed", "error"):
                 verdict = record.verdict
