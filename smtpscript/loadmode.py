@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import math
 import signal
 import time
 from collections import Counter
@@ -19,6 +20,7 @@ from dataclasses import dataclass, replace
 
 from smtpscript import __version__, fastpath
 from smtpscript import model as m
+from smtpscript.errors import ConfigError
 from smtpscript.failures import classify
 from smtpscript.fastpath import SessionOutcome
 from smtpscript.latency import Histogram
@@ -53,6 +55,12 @@ class LoadPlan:
     keep_failures: int = 100  # whole results kept: failures and errors first...
     keep_passes: int = 3  # ...and a few passes, to show what a good session looks like
     compiled: bool = True  # run a compiled plan where the scenario allows (smtpscript.plan)
+
+    def __post_init__(self) -> None:
+        for name, value in (("duration", self.duration), ("rate", self.rate)):
+            # not `value <= 0`: NaN passes every range check (a run without end)
+            if value is not None and not 0 < value < math.inf:
+                raise ConfigError(f"--{name} {value!r}: give a positive, finite number")
 
     def describe(self) -> str:
         parts = [f"{self.repeat} sessions" if self.repeat else f"for {self.duration:g} s"]

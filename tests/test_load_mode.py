@@ -95,6 +95,8 @@ def test_rate_paces_the_starts(tmp_path, capsys):
     [
         (["--rate", "5"], "--rate paces a load run"),
         (["--repeat", "2", "-t", "127.0.0.1:1"], "one scenario on one target"),
+        (["--duration", "nan"], "--duration nan: give a positive, finite number"),
+        (["--repeat", "2", "--rate", "nan"], "--rate nan: give a positive, finite number"),
     ],
 )
 def test_load_mode_misuse_is_one_clear_line(tmp_path, capsys, args, words):
