@@ -441,7 +441,7 @@ class _Session:
 
     def _closed(self, wire: _Wire) -> Closed:
         self.eof_seen = True
-        partial = _tail(self.events, self.parser.buffered)
+        partial = self.parser.unfinished
         reset = wire.reset
         self._note("connection reset by the server" if reset else "connection closed by the server")
         return Closed(partial=partial, reset=reset)
@@ -507,18 +507,6 @@ class _Session:
 
     def _note(self, text: str) -> None:
         self.events.append((time.monotonic() - self.t0, "*", text, None))
-
-
-def _tail(events: list[Event], size: int) -> bytes:
-    """The last ``size`` bytes received: the unfinished reply the parser holds."""
-    chunks: list[bytes] = []
-    for _, direction, data, _ in reversed(events):
-        if size <= 0:
-            break
-        if direction == "S":
-            chunks.append(data[-size:])
-            size -= len(chunks[-1])
-    return b"".join(reversed(chunks))
 
 
 async def run_plan(plan: Plan, budget_bytes: int) -> SessionOutcome:

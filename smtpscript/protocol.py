@@ -221,6 +221,11 @@ class ReplyParser:
         return len(self._partial) + len(self._raw)
 
     @property
+    def unfinished(self) -> bytes:
+        """The bytes of the unfinished reply (what a close in its middle cuts off)."""
+        return bytes(self._raw + self._partial)
+
+    @property
     def held_bytes(self) -> int:
         """Bytes held: complete replies not pulled yet and the unfinished one."""
         held = len(self._partial) + len(self._raw)
@@ -248,7 +253,7 @@ class ReplyParser:
         if self._error is not None:
             raise self._error
         if self._eof and self.pending:
-            partial = bytes(self._raw + self._partial)
+            partial = self.unfinished
             raise RemoteProtocolError(
                 f"connection closed in the middle of a reply: {_preview(partial)}"
             )

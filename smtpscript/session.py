@@ -325,21 +325,10 @@ class Session:
             self._parser.feed(data)
 
     def _closed(self, *, reset: bool) -> Closed:
-        partial = self._received_tail(self._parser.buffered)
+        partial = self._parser.unfinished
         self._eof = True
         self.note("connection reset by the server" if reset else "connection closed by the server")
         return Closed(partial=partial, reset=reset)
-
-    def _received_tail(self, size: int) -> bytes:
-        """The last ``size`` bytes received: the unfinished reply the parser holds."""
-        chunks: list[bytes] = []
-        for event in reversed(self.events):
-            if size <= 0:
-                break
-            if event.direction == "S" and isinstance(event.data, bytes):
-                chunks.append(event.data[-size:])
-                size -= len(chunks[-1])
-        return b"".join(reversed(chunks))
 
     async def close(self) -> None:
         writer, self._writer = self._writer, None
