@@ -25,6 +25,8 @@ import time
 from dataclasses import dataclass, replace
 from typing import Any
 
+from smtpscript import expectations, notes, protocol, transcript
+from smtpscript.actions import message
 from smtpscript.errors import LimitExceeded, RemoteProtocolError
 from smtpscript.expectations import StepError, check_tls, got
 from smtpscript.failures import classify
@@ -33,10 +35,13 @@ from smtpscript.plan import Plan, PlanStep
 from smtpscript.protocol import Reply, ReplyParser
 from smtpscript.regexes import MatchTimeout
 from smtpscript.results import TlsFacts
+from smtpscript.runner import MAX_SHOWN_SENT, ScenarioRun, _reply_record
 from smtpscript.session import (
+    MAX_KEPT_PER_SEND,
     Closed,
     ConnectError,
     KeptBudget,
+    RawEvent,
     SendTimeout,
     connect_error,
     handshake_error,
@@ -257,7 +262,7 @@ class _Session:
                 self._judge(record, await self._command(plan_step, record, plan_step.command))
         except _ReplyTimeout:
             record.verdict = "error"
-            record.message = f"no complete reply within {plan_step.timeout:g} s"
+            record.message = notes.no_reply(plan_step.timeout)
         except ConnectError as exc:
             record.verdict = "failed" if exc.verify_failed else "error"
             record.message = str(exc)
@@ -270,7 +275,7 @@ class _Session:
         if not (isinstance(reply, Reply) and reply.code == 354):
             if plan_step.step.expect.codes is None:
                 record.verdict = "failed"
-                record.message = f"expected 354 to DATA, got {got(reply)}"
+                record.message = notes.data_refused(got(reply))
                 return
             self._judge(record, reply)  # e.g. expect: 554 for "no valid recipients"
             return
@@ -303,10 +308,7 @@ class _Session:
         assert wire is not None and wire.transport is not None and plan_step.tls is not None
         leftover = wire.size + self.parser.held_bytes
         if leftover:
-            self._note(
-                f"protocol violation: {leftover} bytes after the STARTTLS reply, before "
-                "TLS (response injection?) were discarded"
-            )
+            self._note(notes.starttls_leftover(leftover))
             wire.take()
         self.parser = ReplyParser()
         timeout = plan_step.timeout
@@ -322,16 +324,13 @@ class _Session:
             wire.closed = True  # the handshake's failure closed the transport
             if not plan_step.refusal_expected or error.verify_failed:
                 raise error from None
-            self._note(f"TLS handshake refused, as expected: {error}")
+            self._note(notes.handshake_refused(error))
             self.eof_seen = True  # closed on purpose: no more reads, no QUIT
             self._check_tls(plan_step, record)
             return
         finally:
             if leftover:
-                self.violations.append(
-                    f"{plan_step.step.path}: server sent data after its STARTTLS reply, "
-                    "before TLS (possible response injection)"
-                )
+                self.violations.append(f"{plan_step.step.path}: {notes.STARTTLS_INJECTION}")
         wire.transport = transport  # type: ignore[assignment]
         record.tls = self._tls_established(transport, plan_step)
         self._check_tls(plan_step, record)
@@ -341,7 +340,7 @@ class _Session:
         verified = plan_step.tls.verify_mode != ssl.CERT_NONE
         ssl_object = transport.get_extra_info("ssl_object")
         self.tls = facts_from(ssl_object, plan_step.server_name, verified)
-        self._note(f"TLS established: {self.tls.version} {self.tls.cipher}")
+        self._note(notes.tls_established(self.tls))
         return self.tls
 
     async def _command(self, plan_step: PlanStep, record: StepRecord, data: bytes) -> Any:
@@ -354,10 +353,7 @@ class _Session:
             return closed
         early = wire.size + self.parser.held_bytes
         if early:
-            self.violations.append(
-                f"{plan_step.step.path}: the server sent {early} bytes before this command "
-                "was sent (a reply ahead of its command: desynchronised)"
-            )
+            self.violations.append(f"{plan_step.step.path}: {notes.desynchronised(early)}")
         if self._write(data, None):
             await self._drain(data, plan_step)
         record.sent.append(plan_step.line)
@@ -390,10 +386,8 @@ class _Session:
             except TimeoutError:
                 wire.transport.abort()
                 self.eof_seen = True
-                self._note("connection aborted: the server stopped reading")
-                raise SendTimeout(
-                    f"the server did not take our data within {timeout:g} s (it stopped reading)"
-                ) from None
+                self._note(notes.NOT_READING)
+                raise SendTimeout(notes.not_reading(timeout)) from None
 
     async def _read(self, plan_step: PlanStep, record: StepRecord | None) -> Any:
         """The next reply, or Closed; one deadline for all of it (as the general runner)."""
@@ -433,17 +427,14 @@ class _Session:
         if record is not None:
             record.replies.append((reply, (time.monotonic() - t0) * 1000, *mark))
             if type(reply) is Reply and reply.bare_lf:
-                self.violations.append(
-                    f"{plan_step.step.path}: reply {reply.code} ended lines with bare LF "
-                    "instead of CRLF"
-                )
+                self.violations.append(f"{plan_step.step.path}: {notes.bare_lf(reply.code)}")
         return reply
 
     def _closed(self, wire: _Wire) -> Closed:
         self.eof_seen = True
         partial = self.parser.unfinished
         reset = wire.reset
-        self._note("connection reset by the server" if reset else "connection closed by the server")
+        self._note(notes.closed_by_server(reset))
         return Closed(partial=partial, reset=reset)
 
     # --- the connection --------------------------------------------------------------
@@ -468,7 +459,7 @@ class _Session:
         self.tls = None
         peer = transport.get_extra_info("peername")
         where = hostport(*peer[:2]) if peer else hostport(host, port)
-        self._note(f"connected to {where}")
+        self._note(notes.connected(where))
         if tls is not None:
             record.tls = self._tls_established(transport, plan_step)
 
@@ -519,11 +510,6 @@ async def run_plan(plan: Plan, budget_bytes: int) -> SessionOutcome:
 
 def result_of(plan: Plan, options: Any, outcome: SessionOutcome) -> Any:
     """The ScenarioResult of a session, recorded by the general runner's own code."""
-    from smtpscript import expectations, protocol, transcript
-    from smtpscript.actions import message
-    from smtpscript.runner import MAX_SHOWN_SENT, ScenarioRun, _reply_record
-    from smtpscript.session import MAX_KEPT_PER_SEND, RawEvent
-
     run = ScenarioRun(plan.scenario, plan.target, replace(options, keep_transcript=None))
     run.tracker = plan.tracker
     events = []

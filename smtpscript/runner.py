@@ -19,7 +19,15 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from smtpscript import __version__, expectations, extensions, protocol, proxyheader, transcript
+from smtpscript import (
+    __version__,
+    expectations,
+    extensions,
+    notes,
+    protocol,
+    proxyheader,
+    transcript,
+)
 from smtpscript import model as m
 from smtpscript.actions import ACTIONS, default_expect
 from smtpscript.actions.base import ScenarioSkipped, overlay
@@ -483,10 +491,7 @@ class ScenarioRun:
         assert self.session is not None
         early = self.session.unread_bytes()
         if early and not self.expect_unread:
-            self.violations.append(
-                f"{record.result.path}: the server sent {early} bytes before this command "
-                "was sent (a reply ahead of its command: desynchronised)"
-            )
+            self.violations.append(f"{record.result.path}: {notes.desynchronised(early)}")
         self.expect_unread = False
 
     def _sent_command(self, path: str, line: str) -> None:
@@ -517,9 +522,7 @@ class ScenarioRun:
         self.envelope.replied(reply.code if isinstance(reply, Reply) else None)
         if isinstance(reply, Reply):
             if reply.bare_lf:
-                self.violations.append(
-                    f"{step.path}: reply {reply.code} ended lines with bare LF instead of CRLF"
-                )
+                self.violations.append(f"{step.path}: {notes.bare_lf(reply.code)}")
             self.builtins["reply"] = {
                 "code": reply.code,
                 "status": reply.status,

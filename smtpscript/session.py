@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from smtpscript import notes
 from smtpscript.errors import LimitExceeded, RemoteProtocolError
 from smtpscript.model import hostport
 from smtpscript.protocol import Closed, Reply, ReplyParser  # Closed: named here too
@@ -182,9 +183,9 @@ class Session:
         self._eof = False
         peer = self._writer.get_extra_info("peername")
         if socket_path:
-            self.note(f"connected to unix:{socket_path}")
+            self.note(notes.connected(f"unix:{socket_path}"))
         else:
-            self.note(f"connected to {hostport(*peer[:2]) if peer else hostport(host, port)}")
+            self.note(notes.connected(hostport(*peer[:2]) if peer else hostport(host, port)))
         if preamble:
             self.events.append(RawEvent(self.now(), "C", preamble, describe(preamble)))
         if tls:
@@ -235,7 +236,7 @@ class Session:
         ssl_object = self._writer.get_extra_info("ssl_object")
         verified = context.verify_mode != ssl.CERT_NONE
         self.tls = facts_from(ssl_object, server_name, verified)
-        self.note(f"TLS established: {self.tls.version} {self.tls.cipher}")
+        self.note(notes.tls_established(self.tls))
 
     async def starttls(self, context: ssl.SSLContext, server_name: str, timeout: float) -> None:
         """Upgrade after a 220 to STARTTLS. Bytes the server sent early are dropped, noted."""
@@ -243,10 +244,7 @@ class Session:
         leftover = self._unread_bytes() + len(self._reader._buffer)
         self.injected = leftover
         if leftover:
-            self.note(
-                f"protocol violation: {leftover} bytes after the STARTTLS reply, before "
-                "TLS (response injection?) were discarded"
-            )
+            self.note(notes.starttls_leftover(leftover))
             self._reader._buffer.clear()
         self._parser = ReplyParser()
         try:
@@ -278,10 +276,8 @@ class Session:
         except TimeoutError:  # before OSError, of which it is a subclass
             self._eof = True
             self._writer.transport.abort()
-            self.note("connection aborted: the server stopped reading")
-            raise SendTimeout(
-                f"the server did not take our data within {timeout:g} s (it stopped reading)"
-            ) from None
+            self.note(notes.NOT_READING)
+            raise SendTimeout(notes.not_reading(timeout)) from None
         except (ConnectionError, OSError) as exc:
             self._eof = True
             raise ConnectionError(f"connection lost while sending: {exc}") from None
@@ -304,7 +300,7 @@ class Session:
             # no task per read as wait_for would create: this is the hot path of a run.
             return await _within(timeout, self._read_until_reply())
         except TimeoutError:
-            raise ReplyTimeout(f"no complete reply within {timeout:g} s") from None
+            raise ReplyTimeout(notes.no_reply(timeout)) from None
 
     async def _read_until_reply(self) -> Reply | Closed:
         assert self._reader is not None
@@ -327,7 +323,7 @@ class Session:
     def _closed(self, *, reset: bool) -> Closed:
         partial = self._parser.unfinished
         self._eof = True
-        self.note("connection reset by the server" if reset else "connection closed by the server")
+        self.note(notes.closed_by_server(reset))
         return Closed(partial=partial, reset=reset)
 
     async def close(self) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from smtpscript import expectations
+from smtpscript import expectations, notes
 from smtpscript import model as m
 from smtpscript.actions import default_expect
 from smtpscript.expectations import StepError, StepFailed
@@ -77,15 +77,12 @@ class RunStepContext:
                 raise
             # what the step asked for: the server would not speak this TLS; nothing more can
             # be said on this connection
-            session.note(f"TLS handshake refused, as expected: {exc}")
+            session.note(notes.handshake_refused(exc))
             await session.close()
             return
         finally:
             if session.injected:
-                self.violation(
-                    "server sent data after its STARTTLS reply, before TLS (possible "
-                    "response injection)"
-                )
+                self.violation(notes.STARTTLS_INJECTION)
         self._record.result.tls = session.tls
         self.set_caps({})  # RFC 3207: forget what was learnt before TLS
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from smtpscript import protocol
+from smtpscript import notes, protocol
 from smtpscript.actions import message
 from smtpscript.actions.base import ActionSpec, StepContext
 from smtpscript.patterns import CodePattern
@@ -16,7 +16,7 @@ async def run(ctx: StepContext, action: message.Message) -> None:
     reply = await ctx.read()
     if not (isinstance(reply, protocol.Reply) and reply.code == 354):
         if not ctx.expects_codes():
-            ctx.fail(f"expected 354 to DATA, got {ctx.got(reply)}")
+            ctx.fail(notes.data_refused(ctx.got(reply)))
         ctx.judge(reply)  # e.g. expect: 554 for "no valid recipients"
         return
     await ctx.send(payload, message.display(payload))
