@@ -17,6 +17,7 @@ reason instead of a plan). This module does no I/O.
 from __future__ import annotations
 
 import ssl
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -25,9 +26,11 @@ from smtpscript import model as m
 from smtpscript.actions import ACTIONS, default_expect, message
 from smtpscript.patterns import CodePattern
 from smtpscript.redaction import SecretTracker
+from smtpscript.runner import QUIT_TIMEOUT, RunOptions, ScenarioRun
 from smtpscript.templating import is_template, names_used
 from smtpscript.tlsinfo import make_context
 
+Render = Callable[[str], str]  # a template source to its text
 PLANNED_KINDS = frozenset({"connect", "ehlo", "helo", "send", "data", "starttls"})
 # names whose value is the same in every session of a load run (vars are added per scenario)
 STEADY_NAMES = frozenset({"env", "target", "mta_sts", "dane"})
@@ -71,7 +74,7 @@ class PlanStep:
         step = self.step
         return f"{step.pos.file}:{step.pos.line}: {step.path} ({self.label}): {text}"
 
-    def check(self, reply: protocol.Reply | Any) -> str | None:
+    def check(self, reply: protocol.Reply | protocol.Closed) -> str | None:
         """expectations.check, with a shortcut for the code that passes (most replies)."""
         if type(reply) is protocol.Reply and reply.code in self.passing:
             return None
@@ -101,16 +104,14 @@ class Plan:
         )
 
 
-def compile_plan(scenario: m.Scenario, target: m.Target, options: Any) -> Plan | str:
+def compile_plan(scenario: m.Scenario, target: m.Target, options: RunOptions) -> Plan | str:
     """The plan, or why the scenario needs the general runner.
 
-    ``options`` is the run's RunOptions (vars layers, environment, timeouts).
+    ``options``: the run's vars layers, environment and timeouts.
     """
     why = _unplannable(scenario)
     if why:
         return why
-    from smtpscript.runner import QUIT_TIMEOUT, ScenarioRun  # the runner imports load mode
-
     probe = ScenarioRun(scenario, target, options)  # vars rendered as a session would
     try:
         probe._init_vars()
@@ -167,7 +168,7 @@ def _unplannable(scenario: m.Scenario) -> str | None:
     return None
 
 
-def _steady_vars(scenario: m.Scenario, options: Any, target: m.Target) -> frozenset[str]:
+def _steady_vars(scenario: m.Scenario, options: RunOptions, target: m.Target) -> frozenset[str]:
     """Names that render the same in every session: vars reading only steady names (in the
     order the runner renders them, so a var may read an earlier one)."""
     layers = [
@@ -197,7 +198,7 @@ def _implicit(first: m.Step) -> m.Step:
     )
 
 
-def _plan_step(step: m.Step, probe: Any, render: Any) -> PlanStep:
+def _plan_step(step: m.Step, probe: ScenarioRun, render: Render) -> PlanStep:
     if step.kind == "connect":
         return _connect_step(step, probe, render)
     if step.kind == "data":
@@ -220,8 +221,8 @@ def _plan_step(step: m.Step, probe: Any, render: Any) -> PlanStep:
 
 def _step(
     step: m.Step,
-    probe: Any,
-    render: Any,
+    probe: ScenarioRun,
+    render: Render,
     line: str,
     label: str,
     message: message.Message | None = None,
@@ -239,7 +240,7 @@ def _step(
     )
 
 
-def _connect_step(step: m.Step, probe: Any, render: Any) -> PlanStep:
+def _connect_step(step: m.Step, probe: ScenarioRun, render: Render) -> PlanStep:
     endpoint = probe.base_endpoint.overlay(step.action.endpoint)  # type: ignore[union-attr]
     host = render(endpoint.host or "")
     port = endpoint.port or m.DEFAULT_PORT
@@ -273,7 +274,7 @@ _MARKS = {"date": "\ue000date\ue000", "message_id": "\ue000message-id\ue000"}
 _STAMPS = {"date": message.new_date, "message_id": message.new_message_id}
 
 
-def _payload_parts(action: message.Message, render: Any) -> tuple[bytes | str, ...] | None:
+def _payload_parts(action: message.Message, render: Render) -> tuple[bytes | str, ...] | None:
     """The payload with the marks cut out: (bytes, "date", bytes, "message_id", bytes),
     or None when a mark is not found exactly where it went (composed per session then)."""
     text = message.compose(action, render, _MARKS["date"], _MARKS["message_id"])
@@ -291,7 +292,7 @@ def _payload_parts(action: message.Message, render: Any) -> tuple[bytes | str, .
     return tuple(parts)
 
 
-def _days_left(step: m.Step, render: Any) -> int | None:
+def _days_left(step: m.Step, render: Render) -> int | None:
     """tls.days_left, a template rendered once (the general runner's check, in check_tls)."""
     expect = step.expect.tls
     if expect is None or not isinstance(expect.days_left, str):
@@ -315,7 +316,7 @@ def _passing(step: m.Step, default: CodePattern) -> frozenset[int]:
     return frozenset(c for c in replies if codes.accepts_any_reply or codes.matches(c))
 
 
-def _label(step: m.Step, probe: Any, render: Any, text: str) -> str:
+def _label(step: m.Step, probe: ScenarioRun, render: Render, text: str) -> str:
     """The runner's label: the step's name rendered, else the command, redacted and cut."""
     if step.name:
         return render(step.name)
