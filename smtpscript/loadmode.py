@@ -15,7 +15,7 @@ import math
 import signal
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from smtpscript import __version__, fastpath
@@ -99,28 +99,24 @@ class LoadAggregate:
     def add(self, result: ScenarioResult) -> None:
         """A session of the general runner."""
         self.first = self.first or result
-        steps = (
-            (step.path, step.kind, step.name, step.duration_ms)
-            for step in result.steps
-            if step.verdict != "skipped"
-        )
-        self._count(result.verdict, result.reason, result.duration_ms, steps)
+        self._count(result.verdict, result.reason, result.duration_ms)
+        for step in result.steps:
+            if step.verdict != "skipped":
+                self._durations(step.path, step.kind, step.name).add(step.duration_ms)
         self._keep(result)
 
     def add_outcome(
         self, outcome: SessionOutcome, result_of: Callable[[SessionOutcome], ScenarioResult]
     ) -> None:
         """A session of a compiled plan: a whole result is made only for a kept one."""
-        self._count(outcome.verdict, outcome.reason, outcome.duration_ms, ())
+        self._count(outcome.verdict, outcome.reason, outcome.duration_ms)
         by_step = self._plan_steps
         for record in outcome.steps:
             durations = by_step.get(id(record.plan_step))
-            if durations is None:  # first seen: the same histogram as the general runner's
+            if durations is None:  # looked up once per plan step, not once per session
                 step = record.plan_step.step
-                entry = self.steps.setdefault(
-                    (step.path, step.kind), (record.plan_step.label, Histogram())
-                )
-                durations = by_step[id(record.plan_step)] = entry[1]
+                durations = self._durations(step.path, step.kind, record.plan_step.label)
+                by_step[id(record.plan_step)] = durations
             durations.add((record.ended - record.started) * 1000)
         if self.first is None or self.would_keep(outcome.verdict):
             result = result_of(outcome)
@@ -128,21 +124,17 @@ class LoadAggregate:
             if self.would_keep(outcome.verdict):
                 self._keep(result)
 
-    def _count(
-        self,
-        verdict: str,
-        reason: str | None,
-        duration_ms: float,
-        steps: Iterable[tuple[str, str, str, float]],
-    ) -> None:
+    def _durations(self, path: str, kind: str, name: str) -> Histogram:
+        """A step's histogram (the implicit connect shares its path with the first step,
+        hence the kind; the name is the first session's)."""
+        entry = self.steps.get((path, kind))
+        if entry is None:
+            entry = self.steps[(path, kind)] = (name, Histogram())
+        return entry[1]
+
+    def _count(self, verdict: str, reason: str | None, duration_ms: float) -> None:
         self.verdicts[verdict] += 1
         self.session.add(duration_ms)
-        for path, kind, name, step_ms in steps:
-            key = (path, kind)
-            entry = self.steps.get(key)
-            if entry is None:
-                entry = self.steps[key] = (name, Histogram())
-            entry[1].add(step_ms)
         if verdict in ("failed", "error"):
             reason = reason or verdict
             if reason in self.reasons or len(self.reasons) < MAX_REASONS:
