@@ -116,7 +116,7 @@ def compile_plan(scenario: m.Scenario, target: m.Target, options: RunOptions) ->
     try:
         probe._init_vars()
     except Exception as exc:  # the general runner reports it, positioned
-        return f"its vars do not render here ({type(exc).__name__})"
+        return f"its vars do not render ({type(exc).__name__}: each session says where)"
     steady = _steady_vars(scenario, options, target)
     endpoint = probe.base_endpoint
     if endpoint.proxy or endpoint.socket_path or endpoint.source_address:
@@ -140,7 +140,7 @@ def compile_plan(scenario: m.Scenario, target: m.Target, options: RunOptions) ->
     except _Unsteady as exc:
         return f"a template reads what changes between sessions: {exc}"
     except Exception as exc:  # a template error, CR/LF in a command: the runner's to report
-        return f"a step does not render here ({type(exc).__name__})"
+        return f"a step does not render ({type(exc).__name__}: each session says where)"
     timeout = probe._timeout_default()
     return Plan(scenario, target, tuple(steps), rendered, probe.tracker, min(QUIT_TIMEOUT, timeout))
 

@@ -499,3 +499,20 @@ def test_a_payload_made_once_is_the_one_compose_makes(tmp_path, monkeypatch, dat
         assert step.payload_parts is None  # a mark in the text itself: composed each time
     else:
         assert step.payload_parts is not None
+
+
+def test_a_var_smuggling_a_command_is_refused_in_every_session(tmp_path, capsys):
+    """CR/LF from --var: the plan does not compile, and the general runner refuses the line in
+    each session (nothing sent), as outside load mode."""
+    from scenario_helpers import cli
+
+    path = scenario_file(tmp_path, DELIVERY)
+    out_file = tmp_path / "r.json"
+    smuggled = "sender=a@b.test>\r\nRCPT TO:<victim@x.test"
+    args = ("run", path, "-t", "sandbox", "--repeat", "4", "--var", smuggled, "--json", out_file)
+    status, _, _ = cli(capsys, *args)
+    load = json.loads(out_file.read_text("utf-8"))["load"]
+    assert status == 1
+    assert load["engine"].startswith("general runner (a step does not render (LocalProtocolError")
+    assert load["verdicts"] == {"error": 4}
+    assert "contains CR or LF" in load["reasons"][0]["reason"]
