@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from smtpscript.baseline import LABELS, Comparison
-from smtpscript.report.posture import Posture, TlsSummary, postures
+from smtpscript.report.posture import Posture, TlsSummary, postures, target_names
 from smtpscript.results import (
     SEVERITY_ORDER,
     VERDICTS,
@@ -222,7 +222,7 @@ def _markup(text: str) -> Any:
 
 def build_view(run: RunResult, comparison: Comparison | None = None) -> dict[str, Any]:
     items = sorted_items(run, comparison)
-    targets = _target_names(run)
+    targets = target_names(run)
     counts = run.counts()
     slowest = max((r.duration_ms for r in run.scenarios), default=0.0)
     return {
@@ -522,14 +522,6 @@ def anchor(target: str, scenario_id: str) -> str:
 
 def _slug(text: str) -> str:
     return _NON_SLUG.sub("-", text.lower()).strip("-")[:40].strip("-") or "x"
-
-
-def _target_names(run: RunResult) -> list[str]:
-    names = [t.name for t in run.targets]
-    for r in run.scenarios:
-        if r.target.name not in names:
-            names.append(r.target.name)
-    return names
 
 
 def matrix(items: list[Item], targets: list[str]) -> list[MatrixRow]:

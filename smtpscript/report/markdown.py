@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 
 from smtpscript.baseline import LABELS, Comparison
-from smtpscript.report.posture import postures
+from smtpscript.report.posture import postures, target_names
 from smtpscript.results import RunResult, ScenarioResult
 from smtpscript.wording import story
 
@@ -51,15 +51,15 @@ def render(run: RunResult, comparison: Comparison | None = None) -> str:
     out = [f"# {text(title)}", ""]
     verdicts = ", ".join(f"{counts[v]} {v}" for v in ("failed", "error", "skipped", "passed"))
     out.append(
-        f"{len(run.scenarios)} check runs on {len(_targets(run))} target"
-        f"{'' if len(_targets(run)) == 1 else 's'}: {verdicts}. "
+        f"{len(run.scenarios)} check runs on {len(target_names(run))} target"
+        f"{'' if len(target_names(run)) == 1 else 's'}: {verdicts}. "
         f"Started {text(run.started_at or 'at an unknown time')}, smtpscript "
         f"{text(run.tool_version or 'unknown')}."
     )
     if run.incomplete:
         out += ["", f"**Incomplete run:** {text(run.incomplete)}."]
     out += ["", "## Posture", ""]
-    for p in postures(run, _targets(run)):
+    for p in postures(run, target_names(run)):
         line = f"- **{text(p.name)}** ({code(p.where)}): {text(p.summary)}"
         if comparison is not None:
             line += f"; since the baseline: {comparison.summary(p.name)}"
@@ -136,14 +136,6 @@ def _remediation(findings: list[ScenarioResult]) -> list[str]:
         on = ", ".join(text(t) for t in targets)
         out.append(f"- **{text(result.title)}** ({on}): {text(result.remediation.strip())}")
     return out
-
-
-def _targets(run: RunResult) -> list[str]:
-    names = [t.name for t in run.targets]
-    for result in run.scenarios:
-        if result.target.name not in names:
-            names.append(result.target.name)
-    return names
 
 
 def _order(result: ScenarioResult) -> tuple[int, str, str]:

@@ -80,6 +80,15 @@ class Posture:
         return "; ".join(parts)
 
 
+def target_names(run: RunResult) -> list[str]:
+    """Every target of the run in its order, then any only its results name (a merged run)."""
+    names = [t.name for t in run.targets]
+    for result in run.scenarios:
+        if result.target.name not in names:
+            names.append(result.target.name)
+    return names
+
+
 def postures(run: RunResult, names: list[str]) -> list[Posture]:
     by_target: dict[str, list[ScenarioResult]] = {name: [] for name in names}
     for result in run.scenarios:
