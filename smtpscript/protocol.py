@@ -262,21 +262,7 @@ class ReplyParser:
     def _consume(self, data: bytes) -> None:
         size = len(data)
         partial = self._partial
-        if (  # most reads: one whole one-line reply ("250 2.1.0 Ok\r\n"), nothing pending
-            not partial
-            and not self._lines
-            and data.find(b"\n") == size - 1
-            and data[size - 2 : size] == b"\r\n"
-            and data[3:4] == b" "
-            and size <= LINE_LIMIT + 2
-            and data[:3].isdigit()
-        ):
-            code = int(data[:3])
-            _check_code(code, data)
-            text = data[4:-2].decode("utf-8", "backslashreplace")
-            status = enhanced_status(code, text)
-            self._ready.append(_new_reply(code, (text,), data, status, False))
-            return
+        # most reads hold one whole reply ("250 2.1.0 Ok\r\n", an EHLO reply), nothing pending
         if not partial and not self._lines and self._whole_reply(data):
             return
         start = 0
@@ -297,8 +283,8 @@ class ReplyParser:
             start = end + 1
 
     def _whole_reply(self, data: bytes) -> bool:
-        """A read holding exactly one whole multi-line reply with CRLF endings (an EHLO
-        reply): taken at once, True; anything else is left to the line-by-line path."""
+        """A read holding exactly one whole reply with CRLF endings, one line or many:
+        taken at once, True; anything else is left to the line-by-line path."""
         if not data.endswith(b"\r\n") or len(data) > REPLY_BYTES_LIMIT:
             return False
         lines = data[:-2].split(b"\r\n")
