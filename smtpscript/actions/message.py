@@ -7,6 +7,7 @@ sending (Date and Message-ID added when missing).
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 from collections.abc import Callable
@@ -116,15 +117,14 @@ def _missing_headers(
 
 def new_date() -> str:
     """Now as an RFC 5322 Date (UTC); made once a second, however many messages."""
-    second = int(time.time())
-    if _last_date[0] != second:
-        import email.utils  # when a message is sent: validate's cold start does without it
-
-        _last_date[:] = [second, email.utils.formatdate(second, localtime=False)]
-    return _last_date[1]  # type: ignore[no-any-return]
+    return _date_at(int(time.time()))
 
 
-_last_date: list[object] = [None, ""]
+@functools.lru_cache(maxsize=1)
+def _date_at(second: int) -> str:
+    import email.utils  # when a message is sent: validate's cold start does without it
+
+    return email.utils.formatdate(second, localtime=False)
 
 
 def new_message_id() -> str:
