@@ -199,7 +199,6 @@ class _Session:
     async def run(self) -> SessionOutcome:
         wall = time.time()
         verdict, reason, internal = "passed", None, False
-        steps_end = 0
         try:
             for plan_step in self.plan.steps:
                 record = StepRecord(plan_step, len(self.events), time.monotonic())

@@ -117,7 +117,7 @@ class LoadAggregate:
                 step = record.plan_step.step
                 durations = self._durations(step.path, step.kind, record.plan_step.label)
                 by_step[id(record.plan_step)] = durations
-            durations.add((record.ended - record.started) * 1000)
+            durations.add(record.elapsed_ms)
         if self.first is None or self.would_keep(outcome.verdict):
             result = result_of(outcome)
             self.first = self.first or result
