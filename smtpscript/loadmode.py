@@ -39,6 +39,7 @@ from smtpscript.runner import (
     Interrupted,
     RunOptions,
     StopSignals,
+    lost_result,
     run_scenario,
 )
 
@@ -103,7 +104,7 @@ class LoadAggregate:
         for step in result.steps:
             if step.verdict != "skipped":
                 self._durations(step.path, step.kind, step.name).add(step.duration_ms)
-        self._keep(result)
+        self._keep(result, result.verdict)
 
     def add_outcome(
         self, outcome: SessionOutcome, result_of: Callable[[SessionOutcome], ScenarioResult]
@@ -122,7 +123,7 @@ class LoadAggregate:
             result = result_of(outcome)
             self.first = self.first or result
             if self.would_keep(outcome.verdict):
-                self._keep(result)
+                self._keep(result, outcome.verdict)
 
     def _durations(self, path: str, kind: str, name: str) -> Histogram:
         """A step's histogram (the implicit connect shares its path with the first step,
@@ -142,8 +143,10 @@ class LoadAggregate:
             else:
                 self.reasons[OTHER_REASONS] += 1
 
-    def _keep(self, result: ScenarioResult) -> None:
-        if result.verdict in ("failed", "error"):
+    def _keep(self, result: ScenarioResult, verdict: str) -> None:
+        """Keep ``result`` if its session's ``verdict`` still has room (a record that could
+        not be made stands in for its session, whatever it says)."""
+        if verdict in ("failed", "error"):
             if self._kept_failures < self.plan.keep_failures:
                 self._kept_failures += 1
                 self.kept.append(result)
@@ -226,7 +229,11 @@ async def load(
     started = 0
 
     def build(outcome: fastpath.SessionOutcome) -> ScenarioResult:
-        return fastpath.result_of(compiled, options, outcome)
+        try:
+            return fastpath.result_of(compiled, options, outcome)
+        except Exception as exc:  # a bug in recording must not stop this worker's sessions
+            why = f"recording a {outcome.verdict} session failed: {classify(exc).message}"
+            return lost_result(scenario, target, options, why)
 
     def stopped() -> bool:
         return stop is not None and stop.signum is not None

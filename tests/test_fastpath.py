@@ -507,3 +507,23 @@ def test_a_var_smuggling_a_command_is_refused_in_every_session(tmp_path, capsys)
     assert load["engine"].startswith("general runner (a step does not render (LocalProtocolError")
     assert load["verdicts"] == {"error": 4}
     assert "contains CR or LF" in load["reasons"][0]["reason"]
+
+
+def test_a_bug_recording_a_kept_session_costs_only_that_record(
+    monkeypatch, sandbox_target, tmp_path
+):
+    """An exception nobody foresaw while writing up a kept session: that record becomes an
+    internal error; every session still runs and is counted."""
+
+    def broken(*_: object) -> None:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(fastpath, "result_of", broken)
+    loaded = load_paths([scenario_file(tmp_path, DELIVERY)])
+    plan = loadmode.LoadPlan(repeat=12, concurrency=3)
+    run = loadmode.run(loaded.scenarios[0], sandbox_target, RunOptions(), plan)
+    assert run.load is not None and run.load.verdicts == {"passed": 12}
+    assert len(run.scenarios) == 3
+    for kept in run.scenarios:
+        assert kept.internal_error and kept.verdict == "error"
+        assert "recording a passed session failed" in (kept.reason or "")
