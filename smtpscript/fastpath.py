@@ -193,6 +193,10 @@ class _Session:
         self.last_command = b""
         self.eof_seen = False  # a read found the connection closed: nothing more to send
         self.tls: TlsFacts | None = None  # the connection's TLS, once established
+        self.deadline: float | None = None  # loop time by which the awaited news must come
+        self.timer: asyncio.TimerHandle | None = None  # the session's one timer (_wait)
+        self.timer_at = 0.0  # when it fires
+        self.waiting: _Wire | None = None  # the wire _wait waits on
 
     # --- the conversation ------------------------------------------------------------
 
@@ -220,6 +224,8 @@ class _Session:
             steps_end = len(self.events)
             with contextlib.suppress(Exception):  # the verdict is made; so is the record
                 await self._quit_and_close()
+            if self.timer is not None:
+                self.timer.cancel()
         for record in self.steps:
             if record.verdict in ("failed", "error"):
                 verdict = record.verdict
@@ -395,7 +401,7 @@ class _Session:
         parser = self.parser
         mark = (len(self.events), parser.held_bytes)
         t0 = time.monotonic()
-        timer = None
+        deadline = None
         try:
             while True:
                 if self.eof_seen:
@@ -413,16 +419,11 @@ class _Session:
                 if wire.closed:
                     reply = self._closed(wire)
                     break
-                if timer is None:
-                    timer = self.loop.call_later(plan_step.timeout, wire.expire)
-                wire.waiter = self.loop.create_future()
-                try:
-                    await wire.waiter
-                finally:
-                    wire.waiter = None
+                if deadline is None:
+                    deadline = self.loop.time() + plan_step.timeout
+                await self._wait(wire, deadline)
         finally:
-            if timer is not None:
-                timer.cancel()
+            self.deadline = None
         if record is not None:
             record.replies.append((reply, (time.monotonic() - t0) * 1000, *mark))
             if type(reply) is Reply and reply.bare_lf:
@@ -485,15 +486,44 @@ class _Session:
         wire.transport.close()
         if wire.closed:
             return
-        timer = self.loop.call_later(CLOSE_WAIT, wire.expire)
-        wire.waiter = self.loop.create_future()
         try:
-            await wire.waiter
+            await self._wait(wire, self.loop.time() + CLOSE_WAIT)
         except _ReplyTimeout:
             wire.transport.abort()  # a server that does not take our last bytes
         finally:
-            timer.cancel()
+            self.deadline = None
+
+    async def _wait(self, wire: _Wire, deadline: float) -> None:
+        """Until the wire has news, or ``deadline`` (loop time) passes: _ReplyTimeout.
+
+        One timer serves the whole session: a read only moves ``self.deadline``, and the
+        timer, when it fires before that, sets itself again for it (sessions are short,
+        timeouts long: a session's timer seldom fires at all).
+        """
+        self.deadline = deadline
+        if self.timer is None or self.timer_at > deadline:
+            if self.timer is not None:
+                self.timer.cancel()
+            self.timer = self.loop.call_at(deadline, self._on_timer)
+            self.timer_at = deadline
+        self.waiting = wire
+        wire.waiter = self.loop.create_future()
+        try:
+            await wire.waiter
+        finally:
             wire.waiter = None
+            self.waiting = None
+
+    def _on_timer(self) -> None:
+        self.timer = None
+        deadline, wire = self.deadline, self.waiting
+        if deadline is None or wire is None:
+            return  # nobody waits: nothing to expire
+        if self.loop.time() >= deadline:
+            wire.expire()
+        else:  # the deadline moved on since the timer was set
+            self.timer = self.loop.call_at(deadline, self._on_timer)
+            self.timer_at = deadline
 
     def _note(self, text: str) -> None:
         self.events.append((time.monotonic() - self.t0, "*", text, None))

@@ -169,12 +169,24 @@ class Closed:
 
 def enhanced_status(code: int, text: str) -> str | None:
     """The RFC 3463 status at the start of text, if its class matches the reply code."""
-    if text[1:2] != "." or text[:1] != str(code)[0]:
-        return None  # most replies: no regex needed to say so
-    match = _STATUS_RE.match(text)
-    if match is None or match.group(1) != str(code)[0]:
-        return None  # RFC 3463/2034: "250 5.1.1" is not a status, it is text
-    return match.group(0)
+    if text[1:2] != "." or text[:1] != chr(48 + code // 100):
+        return None  # most replies: no regex needed to say so (nor "250 5.1.1": text)
+    # the status, if any, is decided by the first 10 characters (9 and what follows);
+    # servers repeat the same few ("2.1.0 Ok"), so they are looked up, not matched again
+    head = text[:10]
+    status = _status_seen.get(head, _UNSEEN)
+    if status is _UNSEEN:
+        match = _STATUS_RE.match(head)
+        status = match.group(0) if match is not None else None
+        if len(_status_seen) >= MAX_STATUSES_SEEN:
+            _status_seen.clear()  # a server sending endless variants: bounded, still right
+        _status_seen[head] = status
+    return status  # type: ignore[return-value]
+
+
+_UNSEEN = object()
+MAX_STATUSES_SEEN = 1024
+_status_seen: dict[str, object] = {}
 
 
 def _check_code(code: int, line: bytes) -> None:
@@ -287,6 +299,15 @@ class ReplyParser:
         taken at once, True; anything else is left to the line-by-line path."""
         if not data.endswith(b"\r\n") or len(data) > REPLY_BYTES_LIMIT:
             return False
+        if data[3:4] == b" " and data.find(b"\n") == len(data) - 1:  # one line ("250 Ok")
+            head = data[:3]
+            if not head.isdigit() or len(data) > LINE_LIMIT + 2:
+                return False
+            code = int(head)
+            _check_code(code, data)
+            text = data[4:-2].decode("utf-8", "backslashreplace")
+            self._ready.append(_new_reply(code, (text,), data, enhanced_status(code, text), False))
+            return True
         lines = data[:-2].split(b"\r\n")
         count = len(lines)
         if count > REPLY_LINES_LIMIT or data.count(b"\n") != count:  # a bare LF: not here
