@@ -22,6 +22,7 @@ import contextlib
 import datetime as dt
 import ssl
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -121,6 +122,7 @@ class _Wire(asyncio.Protocol):
         self.reset = False  # ... with an error (a reset), not after a FIN
         self.paused = False  # reading paused until a read takes what came
         self.writable: asyncio.Future[None] | None = None  # set while writing is paused
+        self.on_news: Callable[[], None] | None = None  # the session's chain, while it runs
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -161,8 +163,13 @@ class _Wire(asyncio.Protocol):
         if self.writable is not None and not self.writable.done():
             self.writable.set_result(None)
         self.writable = None
+        if self.on_news is not None:
+            self.on_news()
 
     def _wake(self) -> None:
+        if self.on_news is not None:
+            self.on_news()
+            return
         waiter = self.waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
@@ -175,6 +182,13 @@ class _Wire(asyncio.Protocol):
 
 class _ReplyTimeout(Exception):
     pass
+
+
+# what a step's exchange may raise that makes the step's verdict error (the rest end the
+# session: the runner's own split)
+STEP_ERRORS = (StepError, RemoteProtocolError, MatchTimeout, ConnectionError)
+# where a chain of plain exchanges is (_Session._chain)
+_START, _DRAIN, _READ, _DONE = range(4)
 
 
 class _Session:
@@ -197,6 +211,16 @@ class _Session:
         self.timer: asyncio.TimerHandle | None = None  # the session's one timer (_wait)
         self.timer_at = 0.0  # when it fires
         self.waiting: _Wire | None = None  # the wire _wait waits on
+        # a chain of plain exchanges run in callbacks (_chain): where it is
+        self.chain: asyncio.Future[int] | None = None  # its end: the next step's index
+        self.chain_index = 0  # the step it is at
+        self.phase = _START
+        self.record: StepRecord | None = None  # that step's record
+        self.sending: tuple[bytes, Any] = (b"", None)  # what it wrote last, and as what
+        self.payload = b""  # a data step's message, made when the step starts
+        self.read_mark = (0, 0)  # events and bytes held when the read began, and when
+        self.read_t0 = 0.0
+        self.advancing = False
 
     # --- the conversation ------------------------------------------------------------
 
@@ -204,13 +228,20 @@ class _Session:
         wall = time.time()
         verdict, reason, internal = "passed", None, False
         try:
-            for plan_step in self.plan.steps:
+            steps = self.plan.steps
+            index = 0
+            while index < len(steps):
+                plan_step = steps[index]
+                if plan_step.chained:
+                    index = await self._chain(index)
+                    continue
                 record = StepRecord(plan_step, len(self.events), time.monotonic())
                 self.steps.append(record)
                 await self._step(plan_step, record)
                 record.ended = time.monotonic()
                 if record.verdict != "passed" and not plan_step.step.continue_on_fail:
                     break
+                index += 1
         except asyncio.CancelledError:  # Ctrl-C: this session ends as the runner's would
             self._abandon("interrupted")
             self.eof_seen = True  # no QUIT: a second Ctrl-C should not wait for it
@@ -259,34 +290,174 @@ class _Session:
                 await self._connect(plan_step, record)
                 self._judge(record, await self._read(plan_step, record))
                 self._check_tls(plan_step, record)
-            elif plan_step.tls is not None:
-                await self._starttls(plan_step, record)
-            elif plan_step.message is not None:
-                await self._data(plan_step, record)
             else:
-                self._judge(record, await self._command(plan_step, record, plan_step.command))
+                await self._starttls(plan_step, record)
         except _ReplyTimeout:
             record.verdict = "error"
             record.message = notes.no_reply(plan_step.timeout)
         except ConnectError as exc:
             record.verdict = "failed" if exc.verify_failed else "error"
             record.message = str(exc)
-        except (StepError, RemoteProtocolError, MatchTimeout, ConnectionError) as exc:
+        except STEP_ERRORS as exc:
             record.verdict, record.message = "error", str(exc)
 
-    async def _data(self, plan_step: PlanStep, record: StepRecord) -> None:
-        payload = self.plan.payload(plan_step)  # first: a failure leaves nobody waiting
-        reply = await self._command(plan_step, record, plan_step.command)
-        if not (isinstance(reply, Reply) and reply.code == 354):
-            if plan_step.step.expect.codes is None:
-                record.verdict = "failed"
-                record.message = notes.data_refused(got(reply))
-                return
+    # --- plain exchanges, in the transport's callbacks ------------------------------------
+    # Command and data steps one after another run as a chain: a reply that comes is
+    # judged and the next command written in the callback that brought it, without waking
+    # the session's task (one wake-up per chain instead of one per reply). The chain does
+    # what _command, _read and _drain do, in the same order, through the same helpers.
+
+    async def _chain(self, index: int) -> int:
+        """Run the plain exchanges from step ``index`` on; the index of the step to run
+        next (the number of steps when one failed and the scenario stops there)."""
+        self.chain = chain = self.loop.create_future()
+        self.chain_index, self.phase = index, _START
+        wire = self.wire
+        if wire is not None:
+            wire.on_news = self._advance
+        try:
+            self._advance()
+            return await chain
+        finally:
+            self.chain = None
+            self.deadline = None
+            if wire is not None:
+                wire.on_news = None
+
+    def _advance(self) -> None:
+        """Go on as far as what has come allows; an exception that is not a step's own
+        ends the chain (the session's task raises it, as a coroutine step would)."""
+        chain = self.chain
+        if chain is None or chain.done() or self.advancing:
+            return  # (advancing: news while moving is seen by the move in progress)
+        self.advancing = True
+        try:
+            while True:
+                try:
+                    while self._move():
+                        pass
+                    return
+                except STEP_ERRORS as exc:
+                    self._step_error(str(exc))
+        except Exception as exc:
+            chain.set_exception(exc)
+        finally:
+            self.advancing = False
+
+    def _move(self) -> bool:
+        """One move of the chain: False when it waits for news, or has ended."""
+        phase = self.phase
+        record = self.record
+        if phase == _READ:
+            assert record is not None
+            reply = self._poll()
+            if reply is None:
+                if self.deadline is None:
+                    self._arm(self.loop.time() + record.plan_step.timeout)
+                return False
+            self.deadline = None
+            self._got(record, reply)
+            return self._replied(record, reply)
+        if phase == _START:
+            return self._start_step()
+        if phase == _DRAIN:
+            writable = self.wire.writable if self.wire is not None else None
+            if writable is not None and not writable.done():
+                return False
+            self.deadline = None
+            self._sent()
+            return True
+        assert record is not None  # _DONE
+        record.ended = time.monotonic()
+        assert self.chain is not None
+        if record.verdict != "passed" and not record.plan_step.step.continue_on_fail:
+            self.chain.set_result(len(self.plan.steps))
+            return False
+        self.chain_index += 1
+        self.phase = _START
+        return True
+
+    def _start_step(self) -> bool:
+        steps, index = self.plan.steps, self.chain_index
+        assert self.chain is not None
+        if index >= len(steps) or not steps[index].chained:
+            self.chain.set_result(index)
+            return False
+        plan_step = steps[index]
+        self.record = record = StepRecord(plan_step, len(self.events), time.monotonic())
+        self.steps.append(record)
+        self.phase = _DONE  # where a step error leaves it
+        self.sending = (b"", None)  # nothing written for this step yet
+        if plan_step.message is not None:
+            self.payload = self.plan.payload(plan_step)  # first: a failure leaves no read
+        gone = self._gone(record)
+        if gone is not None:  # judged as the step's reply (a data step's too, as the runner)
+            self._judge(record, gone)
+            return True
+        self._check_early(plan_step)
+        return self._write_chained(plan_step.command, None)
+
+    def _write_chained(self, data: bytes, display: Any) -> bool:
+        self.sending = (data, display)
+        if self._write(data, display):  # the buffer is full: wait until it drains
+            assert self.record is not None
+            timeout = self._drain_timeout(data, self.record.plan_step)
+            self._arm(self.loop.time() + timeout)
+            self.phase = _DRAIN
+        else:
+            self._sent()
+        return True
+
+    def _sent(self) -> None:
+        """What was written has left: note it, and read the reply."""
+        record = self.record
+        assert record is not None
+        data, display = self.sending
+        if display is PAYLOAD:
+            record.sent.append(PAYLOAD)
+        else:
+            record.sent.append(record.plan_step.line)
+            self.last_command = data
+        self.read_mark = (len(self.events), self.parser.held_bytes)
+        self.read_t0 = time.monotonic()
+        self.phase = _READ
+
+    def _replied(self, record: StepRecord, reply: Any) -> bool:
+        """A reply (or a close) for the step: judge it, or send a data step's message."""
+        self.phase = _DONE
+        if record.plan_step.message is None or self.sending[1] is PAYLOAD:
+            self._judge(record, reply)  # a command's reply, or the message's
+            return True
+        if type(reply) is Reply and reply.code == 354:  # DATA's: go ahead
+            return self._write_chained(self.payload, PAYLOAD)
+        self._data_refused(record, reply)
+        return True
+
+    def _data_refused(self, record: StepRecord, reply: Any) -> None:
+        """DATA got no 354: a failure, unless the step expects exactly that reply."""
+        if record.plan_step.step.expect.codes is None:
+            record.verdict, record.message = "failed", notes.data_refused(got(reply))
+        else:
             self._judge(record, reply)  # e.g. expect: 554 for "no valid recipients"
-            return
-        await self._send(payload, plan_step, PAYLOAD)
-        record.sent.append(PAYLOAD)  # type: ignore[arg-type]
-        self._judge(record, await self._read(plan_step, record))
+
+    def _step_error(self, message: str) -> None:
+        record = self.record
+        assert record is not None
+        record.verdict, record.message = "error", message
+        self.deadline = None
+        self.phase = _DONE
+
+    def _chain_expired(self) -> None:
+        """The chain's deadline passed: no reply, or the server stopped reading."""
+        record = self.record
+        assert record is not None
+        if self.phase == _DRAIN:
+            timeout = self._drain_timeout(self.sending[0], record.plan_step)
+            self._drain_failed(timeout)
+            self._step_error(notes.not_reading(timeout))
+        else:
+            self._step_error(notes.no_reply(record.plan_step.timeout))
+        self._advance()
 
     def _judge(self, record: StepRecord, reply: Any) -> None:
         message = record.plan_step.check(reply)
@@ -351,19 +522,31 @@ class _Session:
     async def _command(self, plan_step: PlanStep, record: StepRecord, data: bytes) -> Any:
         """Send a command and read its reply; a connection already gone is its reply (the
         general runner's write fails then, and the step is judged as a close)."""
-        wire = self.wire
-        if wire is None or self.eof_seen or wire.closed:
-            closed = Closed()
-            record.replies.append((closed, 0.0, len(self.events), 0))
-            return closed
-        early = wire.size + self.parser.held_bytes
-        if early:
-            self.violations.append(f"{plan_step.step.path}: {notes.desynchronised(early)}")
+        gone = self._gone(record)
+        if gone is not None:
+            return gone
+        self._check_early(plan_step)
         if self._write(data, None):
             await self._drain(data, plan_step)
         record.sent.append(plan_step.line)
         self.last_command = data
         return await self._read(plan_step, record)
+
+    def _gone(self, record: StepRecord) -> Closed | None:
+        """Closed (recorded as the step's reply) when the connection is already gone."""
+        wire = self.wire
+        if wire is None or self.eof_seen or wire.closed:
+            closed = Closed()
+            record.replies.append((closed, 0.0, len(self.events), 0))
+            return closed
+        return None
+
+    def _check_early(self, plan_step: PlanStep) -> None:
+        """Bytes that came before the command was sent: the server talks out of turn."""
+        assert self.wire is not None
+        early = self.wire.size + self.parser.held_bytes
+        if early:
+            self.violations.append(f"{plan_step.step.path}: {notes.desynchronised(early)}")
 
     async def _send(self, data: bytes, plan_step: PlanStep, display: Any) -> None:
         if self._write(data, display):
@@ -384,51 +567,67 @@ class _Session:
         wire = self.wire
         assert wire is not None and wire.transport is not None
         if wire.writable is not None:
-            timeout = self.plan.quit_timeout if data == b"QUIT\r\n" else plan_step.timeout
+            timeout = self._drain_timeout(data, plan_step)
             try:
                 async with asyncio.timeout(timeout):
                     await wire.writable
             except TimeoutError:
-                wire.transport.abort()
-                self.eof_seen = True
-                self._note(notes.NOT_READING)
+                self._drain_failed(timeout)
                 raise SendTimeout(notes.not_reading(timeout)) from None
+
+    def _drain_timeout(self, data: bytes, plan_step: PlanStep) -> float:
+        return self.plan.quit_timeout if data == b"QUIT\r\n" else plan_step.timeout
+
+    def _drain_failed(self, timeout: float) -> None:
+        """The server did not read what we wrote in time: the connection is aborted."""
+        wire = self.wire
+        assert wire is not None and wire.transport is not None
+        wire.transport.abort()
+        self.eof_seen = True
+        self._note(notes.NOT_READING)
 
     async def _read(self, plan_step: PlanStep, record: StepRecord | None) -> Any:
         """The next reply, or Closed; one deadline for all of it (as the general runner)."""
         wire = self.wire
         assert wire is not None
-        parser = self.parser
-        mark = (len(self.events), parser.held_bytes)
-        t0 = time.monotonic()
+        self.read_mark = (len(self.events), self.parser.held_bytes)
+        self.read_t0 = time.monotonic()
         deadline = None
         try:
-            while True:
-                if self.eof_seen:
-                    reply: Any = Closed()
-                    break
-                reply = parser.next_reply()
-                if reply is not None:
-                    break
-                if wire.size:
-                    data = wire.take()
-                    self.budget.take(len(data))
-                    self.events.append((time.monotonic() - self.t0, "S", data, None))
-                    parser.feed(data)
-                    continue
-                if wire.closed:
-                    reply = self._closed(wire)
-                    break
+            while (reply := self._poll()) is None:
                 if deadline is None:
                     deadline = self.loop.time() + plan_step.timeout
                 await self._wait(wire, deadline)
         finally:
             self.deadline = None
         if record is not None:
-            record.replies.append((reply, (time.monotonic() - t0) * 1000, *mark))
-            if type(reply) is Reply and reply.bare_lf:
-                self.violations.append(f"{plan_step.step.path}: {notes.bare_lf(reply.code)}")
+            self._got(record, reply)
         return reply
+
+    def _poll(self) -> Any:
+        """The reply that has come (or Closed); None while it is not complete."""
+        wire, parser = self.wire, self.parser
+        assert wire is not None
+        while True:
+            if self.eof_seen:
+                return Closed()
+            reply = parser.next_reply()
+            if reply is not None:
+                return reply
+            if not wire.size:
+                return self._closed(wire) if wire.closed else None
+            data = wire.take()
+            self.budget.take(len(data))
+            self.events.append((time.monotonic() - self.t0, "S", data, None))
+            parser.feed(data)
+
+    def _got(self, record: StepRecord, reply: Any) -> None:
+        """Record the reply a read (begun at ``read_mark``, ``read_t0``) brought."""
+        waited = (time.monotonic() - self.read_t0) * 1000
+        record.replies.append((reply, waited, *self.read_mark))
+        if type(reply) is Reply and reply.bare_lf:
+            path = record.plan_step.step.path
+            self.violations.append(f"{path}: {notes.bare_lf(reply.code)}")
 
     def _closed(self, wire: _Wire) -> Closed:
         self.eof_seen = True
@@ -500,12 +699,7 @@ class _Session:
         timer, when it fires before that, sets itself again for it (sessions are short,
         timeouts long: a session's timer seldom fires at all).
         """
-        self.deadline = deadline
-        if self.timer is None or self.timer_at > deadline:
-            if self.timer is not None:
-                self.timer.cancel()
-            self.timer = self.loop.call_at(deadline, self._on_timer)
-            self.timer_at = deadline
+        self._arm(deadline)
         self.waiting = wire
         wire.waiter = self.loop.create_future()
         try:
@@ -514,16 +708,27 @@ class _Session:
             wire.waiter = None
             self.waiting = None
 
-    def _on_timer(self) -> None:
-        self.timer = None
-        deadline, wire = self.deadline, self.waiting
-        if deadline is None or wire is None:
-            return  # nobody waits: nothing to expire
-        if self.loop.time() >= deadline:
-            wire.expire()
-        else:  # the deadline moved on since the timer was set
+    def _arm(self, deadline: float) -> None:
+        """Expire what waits at ``deadline`` (loop time): the session's one timer."""
+        self.deadline = deadline
+        if self.timer is None or self.timer_at > deadline:
+            if self.timer is not None:
+                self.timer.cancel()
             self.timer = self.loop.call_at(deadline, self._on_timer)
             self.timer_at = deadline
+
+    def _on_timer(self) -> None:
+        self.timer = None
+        deadline = self.deadline
+        if deadline is None:
+            return  # nobody waits: nothing to expire
+        if self.loop.time() < deadline:  # the deadline moved on since the timer was set
+            self.timer = self.loop.call_at(deadline, self._on_timer)
+            self.timer_at = deadline
+        elif self.chain is not None:
+            self._chain_expired()
+        elif self.waiting is not None:
+            self.waiting.expire()
 
     def _note(self, text: str) -> None:
         self.events.append((time.monotonic() - self.t0, "*", text, None))

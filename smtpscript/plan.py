@@ -32,6 +32,7 @@ from smtpscript.tlsinfo import make_context
 
 Render = Callable[[str], str]  # a template source to its text
 PLANNED_KINDS = frozenset({"connect", "ehlo", "helo", "send", "data", "starttls"})
+CHAINED_KINDS = frozenset({"ehlo", "helo", "send", "data"})
 # names whose value is the same in every session of a load run (vars are added per scenario)
 STEADY_NAMES = frozenset({"env", "target", "mta_sts", "dane"})
 MAX_SHOWN_LABEL = 80  # as the runner's labels
@@ -68,6 +69,11 @@ class PlanStep:
     @property
     def is_connect(self) -> bool:
         return self.step.kind == "connect"
+
+    @property
+    def chained(self) -> bool:
+        """A plain exchange (command, data): run in callbacks (fastpath._Session._chain)."""
+        return self.step.kind in CHAINED_KINDS
 
     def reason(self, text: str) -> str:
         """A failure's reason as the runner words it."""

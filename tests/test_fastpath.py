@@ -196,6 +196,19 @@ async def multiline(conn: Conn) -> None:
     await conn.serve({b"EHLO": EHLO, b"DATA": b"354 go\r\n"})
 
 
+async def stops_reading(conn: Conn) -> None:
+    await conn.send(BANNER)
+    await conn.serve({b"EHLO": EHLO, b"DATA": b"354 go ahead\r\n"}, stop_after=b"DATA")
+    await asyncio.sleep(60)  # read nothing more: the client's writes pile up
+
+
+async def closes_at_mail(conn: Conn) -> None:
+    """Reads MAIL and closes without a reply: what follows finds the connection gone."""
+    await conn.send(BANNER)
+    await conn.serve({b"EHLO": EHLO}, stop_after=b"EHLO")
+    await conn.line()
+
+
 CASES = {
     "bare LF": (bare_lf, "- ehlo: client.test\n- send: QUIT\n  expect: 221", "passed"),
     "closes after MAIL": (closes_after_mail, DELIVERY, "failed"),
@@ -220,6 +233,14 @@ CASES = {
         "failed",
     ),
     "endless reply": (endless_reply, DELIVERY, "error"),
+    # 24 MB cannot all sit in loopback socket buffers: the write must wait, then give up
+    "stops reading": (stops_reading, "- ehlo: c.test\n- data: \"{{ 'x' * 24000000 }}\"", "error"),
+    "closed before DATA, carried on": (
+        closes_at_mail,
+        '- ehlo: c.test\n- send: "MAIL FROM:<{{ sender }}>"\n  continue_on_fail: true\n'
+        "- data: hi\n  continue_on_fail: true\n- send: NOOP\n  expect: closed",
+        "failed",
+    ),
     "reply line too long": (long_line, DELIVERY, "error"),
     "slowloris": (slowloris, DELIVERY, "error"),
     "escaped multiline banner": (
