@@ -22,7 +22,7 @@ import contextlib
 import datetime as dt
 import ssl
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -133,7 +133,10 @@ class _Wire(asyncio.Protocol):
         if self.size > MAX_HELD and self.transport is not None:
             self.transport.pause_reading()  # bounded memory while nobody reads
             self.paused = True
-        self._wake()
+        if self.on_news is not None:  # (_wake, inline: once a reply)
+            self.on_news()
+        else:
+            self._wake()
 
     def take(self) -> bytes:
         if not self.received:
@@ -237,7 +240,12 @@ class _Session:
                     continue
                 record = StepRecord(plan_step, len(self.events), time.monotonic())
                 self.steps.append(record)
-                await self._step(plan_step, record)
+                if plan_step.is_connect:
+                    if await self._connect_step(plan_step, record):
+                        index = await self._chain(index, record)  # its reply, and on
+                        continue
+                else:
+                    await self._starttls_step(plan_step, record)
                 record.ended = time.monotonic()
                 if record.verdict != "passed" and not plan_step.step.continue_on_fail:
                     break
@@ -284,14 +292,19 @@ class _Session:
         if record is not None and not record.ended:
             record.verdict, record.message, record.ended = "error", message, time.monotonic()
 
-    async def _step(self, plan_step: PlanStep, record: StepRecord) -> None:
+    async def _connect_step(self, plan_step: PlanStep, record: StepRecord) -> bool:
+        """Connect; True when connected (the chain then reads the greeting)."""
         try:
-            if plan_step.is_connect:
-                await self._connect(plan_step, record)
-                self._judge(record, await self._read(plan_step, record))
-                self._check_tls(plan_step, record)
-            else:
-                await self._starttls(plan_step, record)
+            await self._connect(plan_step, record)
+            return True
+        except ConnectError as exc:
+            record.verdict = "failed" if exc.verify_failed else "error"
+            record.message = str(exc)
+        return False
+
+    async def _starttls_step(self, plan_step: PlanStep, record: StepRecord) -> None:
+        try:
+            await self._starttls(plan_step, record)
         except _ReplyTimeout:
             record.verdict = "error"
             record.message = notes.no_reply(plan_step.timeout)
@@ -307,11 +320,18 @@ class _Session:
     # the session's task (one wake-up per chain instead of one per reply). The chain does
     # what _command, _read and _drain do, in the same order, through the same helpers.
 
-    async def _chain(self, index: int) -> int:
+    async def _chain(self, index: int, connected: StepRecord | None = None) -> int:
         """Run the plain exchanges from step ``index`` on; the index of the step to run
-        next (the number of steps when one failed and the scenario stops there)."""
+        next (the number of steps when one failed and the scenario stops there).
+
+        ``connected``: step ``index`` is a connect step that has just connected (its
+        record): the chain begins with reading its greeting.
+        """
         self.chain = chain = self.loop.create_future()
         self.chain_index, self.phase = index, _START
+        if connected is not None:
+            self.record, self.sending = connected, (b"", None)
+            self._begin_read()
         wire = self.wire
         if wire is not None:
             wire.on_news = self._advance
@@ -356,7 +376,11 @@ class _Session:
                     self._arm(self.loop.time() + record.plan_step.timeout)
                 return False
             self.deadline = None
-            self._got(record, reply)
+            if type(reply) is Reply and not reply.bare_lf:  # (_got, inline: most replies)
+                waited = (time.monotonic() - self.read_t0) * 1000
+                record.replies.append((reply, waited, *self.read_mark))
+            else:
+                self._got(record, reply)
             return self._replied(record, reply)
         if phase == _START:
             return self._start_step()
@@ -375,7 +399,7 @@ class _Session:
             return False
         self.chain_index += 1
         self.phase = _START
-        return True
+        return self._start_step()
 
     def _start_step(self) -> bool:
         steps, index = self.plan.steps, self.chain_index
@@ -418,6 +442,9 @@ class _Session:
         else:
             record.sent.append(record.plan_step.line)
             self.last_command = data
+        self._begin_read()
+
+    def _begin_read(self) -> None:
         self.read_mark = (len(self.events), self.parser.held_bytes)
         self.read_t0 = time.monotonic()
         self.phase = _READ
@@ -425,8 +452,11 @@ class _Session:
     def _replied(self, record: StepRecord, reply: Any) -> bool:
         """A reply (or a close) for the step: judge it, or send a data step's message."""
         self.phase = _DONE
-        if record.plan_step.message is None or self.sending[1] is PAYLOAD:
-            self._judge(record, reply)  # a command's reply, or the message's
+        plan_step = record.plan_step
+        if plan_step.message is None or self.sending[1] is PAYLOAD:
+            self._judge(record, reply)  # a command's reply, the message's, the greeting
+            if plan_step.is_connect:
+                self._check_tls(plan_step, record)
             return True
         if type(reply) is Reply and reply.code == 354:  # DATA's: go ahead
             return self._write_chained(self.payload, PAYLOAD)
@@ -734,9 +764,10 @@ class _Session:
         self.events.append((time.monotonic() - self.t0, "*", text, None))
 
 
-async def run_plan(plan: Plan, budget_bytes: int) -> SessionOutcome:
-    """One session of the plan; never raises (but for cancellation outside a session)."""
-    return await _Session(plan, budget_bytes).run()
+def run_plan(plan: Plan, budget_bytes: int) -> Coroutine[Any, Any, SessionOutcome]:
+    """One session of the plan, to await; never raises (but for cancellation outside a
+    session). The session's own coroutine: one frame fewer to resume at each wake-up."""
+    return _Session(plan, budget_bytes).run()
 
 
 # --- a kept session, as the general runner would have recorded it ------------------------

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import ssl
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from smtpscript import expectations, protocol
@@ -59,6 +59,9 @@ class PlanStep:
     days_left: int | None = None  # tls.days_left, rendered
     # data: the payload made once, as bytes and the names of what each session fills in
     payload_parts: tuple[bytes | str, ...] | None = None
+    is_connect: bool = field(default=False, init=False)
+    # a plain exchange (command, data): run in callbacks (fastpath._Session._chain)
+    chained: bool = field(default=False, init=False)
 
     @property
     def refusal_expected(self) -> bool:
@@ -66,14 +69,10 @@ class PlanStep:
         expect = self.step.expect.tls
         return bool(expect and expect.established is False)
 
-    @property
-    def is_connect(self) -> bool:
-        return self.step.kind == "connect"
-
-    @property
-    def chained(self) -> bool:
-        """A plain exchange (command, data): run in callbacks (fastpath._Session._chain)."""
-        return self.step.kind in CHAINED_KINDS
+    def __post_init__(self) -> None:
+        # asked of every step of every session: answered once
+        object.__setattr__(self, "is_connect", self.step.kind == "connect")
+        object.__setattr__(self, "chained", self.step.kind in CHAINED_KINDS)
 
     def reason(self, text: str) -> str:
         """A failure's reason as the runner words it."""
