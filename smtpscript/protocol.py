@@ -313,15 +313,21 @@ class ReplyParser:
         if count > REPLY_LINES_LIMIT or data.count(b"\n") != count:  # a bare LF: not here
             return False
         head = data[:3]
-        if not head.isdigit():
+        if not head.isdigit() or data[3:4] != b"-" or lines[-1][:4] != head + b" ":
             return False
-        for n, line in enumerate(lines, 1):
-            sep = b" " if n == count else b"-"
-            if line[:3] != head or line[3:4] != sep or len(line) > LINE_LIMIT:
-                return False
+        # every line between the first and the last starts "<code>-": counted, not looped
+        # (each LF here ends a CRLF, so "\n<code>-" is found only where a line starts)
+        if data.count(b"\n" + head + b"-") != count - 2:
+            return False
+        if len(data) > LINE_LIMIT and max(map(len, lines)) > LINE_LIMIT:
+            return False
         code = int(head)
         _check_code(code, lines[0] + b"\r\n")
-        texts = tuple(line[4:].decode("utf-8", "backslashreplace") for line in lines)
+        # decoded whole, then split: the same text as line by line (CRLF is ASCII, and
+        # an invalid sequence cut by one is replaced the same either way)
+        texts = tuple(
+            [line[4:] for line in data[:-2].decode("utf-8", "backslashreplace").split("\r\n")]
+        )
         status = enhanced_status(code, texts[0])
         self._ready.append(_new_reply(code, texts, data, status, False))
         return True
