@@ -422,15 +422,19 @@ class _Session:
         return self._write_chained(plan_step.command, None)
 
     def _write_chained(self, data: bytes, display: Any) -> bool:
+        """Write; True when there is more to do at once (False: the reply is awaited)."""
         self.sending = (data, display)
         if self._write(data, display):  # the buffer is full: wait until it drains
             assert self.record is not None
             timeout = self._drain_timeout(data, self.record.plan_step)
             self._arm(self.loop.time() + timeout)
             self.phase = _DRAIN
-        else:
-            self._sent()
-        return True
+            return True
+        self._sent()
+        wire = self.wire
+        assert wire is not None
+        # most often nothing has come since the command went: no use looking for a reply
+        return wire.closed or wire.size > 0 or self.read_mark[1] > 0
 
     def _sent(self) -> None:
         """What was written has left: note it, and read the reply."""
@@ -448,6 +452,8 @@ class _Session:
         self.read_mark = (len(self.events), self.parser.held_bytes)
         self.read_t0 = time.monotonic()
         self.phase = _READ
+        assert self.record is not None
+        self._arm(self.loop.time() + self.record.plan_step.timeout)  # one deadline, as _read
 
     def _replied(self, record: StepRecord, reply: Any) -> bool:
         """A reply (or a close) for the step: judge it, or send a data step's message."""
