@@ -7,12 +7,15 @@ JUnit and HTML can show it as it is.
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 from smtpscript.model import Expectation, TlsExpectation
 from smtpscript.patterns import ANY_REPLY, CodePattern
 from smtpscript.protocol import Closed, Reply
 from smtpscript.regexes import search
-from smtpscript.results import TlsFacts
+
+if TYPE_CHECKING:  # validate's cold start does without the results model
+    from smtpscript.results import TlsFacts
 
 ANY = ANY_REPLY
 

@@ -21,7 +21,8 @@ from collections.abc import Iterable, Iterator, Mapping
 
 from smtpscript.protocol import _escape_text as escape_text
 from smtpscript.protocol import escape_bytes
-from smtpscript.results import REDACTED
+
+REDACTED = "********"  # what a secret is replaced by, everywhere it would be shown
 
 MIN_ENV_SECRET = 4  # characters: shorter env values are not taken for secrets
 MIN_CUT_PREFIX = 3  # characters of a secret's start shown before a cut marker

@@ -22,11 +22,11 @@ from typing import Any, Literal
 
 from smtpscript.latency import LatencySummary
 from smtpscript.model import SEVERITIES
+from smtpscript.redaction import REDACTED as REDACTED  # what stands for a secret
 
 Verdict = Literal["passed", "failed", "error", "skipped"]
 VERDICTS: tuple[Verdict, ...] = ("passed", "failed", "error", "skipped")
 RESULTS_FORMAT = 1
-REDACTED = "********"
 SEVERITY_ORDER: tuple[str, ...] = tuple(reversed(SEVERITIES))  # worst first
 
 

@@ -6,7 +6,7 @@ import base64
 
 import pytest
 
-from smtpscript.results import REDACTED
+from smtpscript.redaction import REDACTED
 from smtpscript.templating import (
     BUILTIN_NAMES,
     EnvView,

@@ -8,7 +8,7 @@ from typing import Any
 from smtpscript import protocol
 from smtpscript.actions.base import ActionSpec, Checker, JsonPath, StepContext, templates
 from smtpscript.patterns import CodePattern
-from smtpscript.results import REDACTED
+from smtpscript.redaction import REDACTED
 from smtpscript.schemaparts import obj, template
 
 MECHANISMS = ("PLAIN", "LOGIN", "CRAM-MD5", "XOAUTH2")
