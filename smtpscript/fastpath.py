@@ -1,9 +1,12 @@
 """Run a compiled plan (smtpscript.plan): load mode's lean hot path.
 
-One session is one asyncio.Protocol that feeds received bytes straight into the
-ReplyParser, one future per reply with one timer handle for its deadline, commands
-that were encoded once when the plan was compiled, and a record of what happened
-made of tuples. Nothing else is built while the session runs: a ``SessionOutcome``
+One session is one asyncio.Protocol whose received bytes go straight into the
+ReplyParser, commands that were encoded once when the plan was compiled, one timer
+for the whole session (a read only moves its deadline), and a record of what happened
+made of tuples. A run of command and data steps (and a greeting) goes on in the
+transport's callbacks: the reply is judged and the next command written in the
+callback that brought it, so the session's task wakes only to connect, to upgrade to
+TLS, and to close. Nothing else is built while the session runs: a ``SessionOutcome``
 carries the verdict, the reason, and each step's times, and only a session that load
 mode keeps as evidence becomes a full ScenarioResult (``result_of``), built by the
 general runner's own recording code from that record, so that it reads exactly like
