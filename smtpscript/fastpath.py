@@ -39,7 +39,7 @@ from smtpscript.plan import Plan, PlanStep
 from smtpscript.protocol import Reply, ReplyParser
 from smtpscript.regexes import MatchTimeout
 from smtpscript.results import TlsFacts
-from smtpscript.runner import MAX_SHOWN_SENT, ScenarioRun, _reply_record
+from smtpscript.runner import MAX_SHOWN_SENT, ScenarioRun, reply_record
 from smtpscript.session import (
     MAX_KEPT_PER_SEND,
     Closed,
@@ -797,30 +797,30 @@ def result_of(plan: Plan, options: Any, outcome: SessionOutcome) -> Any:
     run.events = events
     for number, step in enumerate(outcome.steps, start=1):
         plan_step = step.plan_step
-        record = run._start(plan_step.step, None)
+        record = run.start_step(plan_step.step, None)
         run.marks[-1] = transcript.Mark(step.event, number)
         record.result.name = plan_step.label
         for sent in step.sent:
             line = message.display(_payload_of(outcome.events, step)) if sent is PAYLOAD else sent
             if sent is not PAYLOAD:
-                run._sent_command(plan_step.step.path, sent)
+                run.sent_command(plan_step.step.path, sent)
             kept = expectations.shorten(run.tracker.redact(line), MAX_SHOWN_SENT)
             record.result.sent += kept.split("\n") if kept else [""]
         for reply, elapsed, before, held in step.replies:
             run.marks.append(transcript.reply_mark(events[:before], held, number))
-            record.result.replies.append(_reply_record(reply, round(elapsed, 3), run.tracker))
+            record.result.replies.append(reply_record(reply, round(elapsed, 3), run.tracker))
             if plan_step.step.kind == "ehlo" and isinstance(reply, Reply) and reply.code == 250:
                 run.builtins["caps"] = protocol.parse_ehlo(reply)
         record.result.tls = step.tls
         if plan_step.step.kind == "starttls" and step.tls is not None:
             run.builtins["caps"] = {}  # RFC 3207: what was learnt before TLS is forgotten
-        run._finish(record, step.verdict, step.message)  # type: ignore[arg-type]
+        run.finish_step(record, step.verdict, step.message)  # type: ignore[arg-type]
         record.result.duration_ms = step.duration_ms
     run.marks.append(transcript.Mark(outcome.steps_end, None))
     run.violations += outcome.violations
     run.internal_error = outcome.internal_error
     started_at = dt.datetime.fromtimestamp(outcome.started_wall, dt.UTC)
-    result = run._result(
+    result = run.make_result(
         outcome.verdict,  # type: ignore[arg-type]
         outcome.reason,
         started_at.isoformat(timespec="seconds"),

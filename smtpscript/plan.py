@@ -119,7 +119,7 @@ def compile_plan(scenario: m.Scenario, target: m.Target, options: RunOptions) ->
         return why
     probe = ScenarioRun(scenario, target, options)  # vars rendered as a session would
     try:
-        probe._init_vars()
+        probe.init_vars()
     except Exception as exc:  # the general runner reports it, positioned
         return f"its vars do not render ({type(exc).__name__}: each session says where)"
     steady = _steady_vars(scenario, options, target)
@@ -146,7 +146,7 @@ def compile_plan(scenario: m.Scenario, target: m.Target, options: RunOptions) ->
         return f"a template reads what changes between sessions: {exc}"
     except Exception as exc:  # a template error, CR/LF in a command: the runner's to report
         return f"a step does not render ({type(exc).__name__}: each session says where)"
-    timeout = probe._timeout_default()
+    timeout = probe.timeout_default()
     return Plan(scenario, target, tuple(steps), rendered, probe.tracker, min(QUIT_TIMEOUT, timeout))
 
 

@@ -146,17 +146,19 @@ class ScenarioRun:
         t0 = time.monotonic()
         verdict, reason = await self._run_guarded()
         try:
-            return self._result(verdict, reason, started_at, t0)
+            return self.make_result(verdict, reason, started_at, t0)
         except Exception as exc:  # even recording must not sink the other runs
             failure = classify(exc)
             self.internal_error |= failure.internal
             self.steps, self.events = [], []
             reason = f"{self.scenario.file}: recording the result failed: {failure.message}"
-            return self._result("error", reason, started_at, t0)
+            return self.make_result("error", reason, started_at, t0)
 
-    def _result(
+    def make_result(
         self, verdict: Verdict, reason: str | None, started_at: str, t0: float
     ) -> ScenarioResult:
+        """The run's ScenarioResult from what was recorded (also how fastpath.result_of
+        records a compiled session: start_step, sent_command, finish_step, make_result)."""
         result = ScenarioResult(
             scenario_id=self.scenario.file,
             file=self.scenario.file,
@@ -193,7 +195,7 @@ class ScenarioRun:
         """Run the scenario; whatever goes wrong becomes this run's verdict, never an exception."""
         quit_first = True
         try:
-            self._init_vars()
+            self.init_vars()
             if self.scenario.when is not None and not self._when(self.scenario.when):
                 why = f"when: {self.scenario.when} is false"
                 if self.scenario.skip_reason:
@@ -206,7 +208,7 @@ class ScenarioRun:
             return "error", str(exc)
         except ScenarioSkipped as exc:  # a skip step: nothing to judge on this server
             for record in list(self.pending):
-                self._finish(record, "skipped", str(exc))
+                self.finish_step(record, "skipped", str(exc))
             return "skipped", str(exc)
         except asyncio.CancelledError:  # Ctrl-C or SIGTERM: keep what this run did so far
             quit_first = False
@@ -227,7 +229,7 @@ class ScenarioRun:
         """The run stops here: steps in progress end as errors with ``message``."""
         stopped = list(self.pending)
         for record in stopped:
-            self._finish(record, "error", message)
+            self.finish_step(record, "error", message)
         if stopped:
             return "error", self._reason(stopped[0])
         return "error", f"{self.scenario.file}: {message}"
@@ -244,7 +246,7 @@ class ScenarioRun:
         name = step.name or step.kind
         return f"{record.file}:{step.line}: {step.path} ({name}): {step.message}"
 
-    def _init_vars(self) -> None:
+    def init_vars(self) -> None:
         """Vars layered lowest first: scenario < library vars < vars files < environment
         < target < --vars-file < --var (RunOptions holds the layers in that order).
 
@@ -326,9 +328,9 @@ class ScenarioRun:
 
     def _fail_before(self, step: m.Step, message: str) -> bool:
         """A step that could not even start (its when, repeat or with did not render)."""
-        record = self._start(step, None)
+        record = self.start_step(step, None)
         record.result.name = record.result.name or step.kind
-        return self._finish(record, "error", message)
+        return self.finish_step(record, "error", message)
 
     def _repeat_count(self, step: m.Step) -> int:
         if step.repeat is None:
@@ -352,21 +354,21 @@ class ScenarioRun:
         needs_connection = spec.needs_connection and self.session is None
         if needs_connection and not await self._implicit_connect(step):
             return False
-        record = self._start(step, repeat_index)
+        record = self.start_step(step, repeat_index)
         try:
             assert spec.run is not None  # groups were expanded above
             await spec.run(RunStepContext(self, step, record), action)
         except StepFailed as exc:
-            return self._finish(record, "failed", str(exc))
+            return self.finish_step(record, "failed", str(exc))
         except SendTimeout as exc:  # alive but not reading: nothing to judge
-            return self._finish(record, "error", str(exc))
+            return self.finish_step(record, "error", str(exc))
         except (ConnectionGone, ConnectionError):
             # The server hung up before we could send: judged like a close instead of a reply
             # (whether the write or the read notices first is a race; the verdict must not be).
             closed = Closed()
-            record.result.replies.append(_reply_record(closed, 0.0, self.tracker))
+            record.result.replies.append(reply_record(closed, 0.0, self.tracker))
             message = expectations.check(step.expect, default_expect(step.kind), closed)
-            return self._finish(record, "failed" if message else "passed", message)
+            return self.finish_step(record, "failed" if message else "passed", message)
         except (
             StepError,
             ConnectError,
@@ -377,8 +379,8 @@ class ScenarioRun:
             MatchTimeout,
         ) as exc:
             verdict: Verdict = "failed" if getattr(exc, "verify_failed", False) else "error"
-            return self._finish(record, verdict, str(exc))
-        return self._finish(record, "passed", None)
+            return self.finish_step(record, verdict, str(exc))
+        return self.finish_step(record, "passed", None)
 
     async def _run_group(self, step: m.Step, group: m.Group) -> bool:
         """An include: ``with`` over the scenario's names (but under --var and --vars-file,
@@ -405,7 +407,8 @@ class ScenarioRun:
 
     # --- recording -----------------------------------------------------------------
 
-    def _start(self, step: m.Step, repeat_index: int | None) -> _Record:
+    def start_step(self, step: m.Step, repeat_index: int | None) -> _Record:
+        """A new step record, marked in the transcript (bounded: MAX_STEPS_PER_RUN)."""
         if len(self.steps) >= MAX_STEPS_PER_RUN:
             raise LimitExceeded(
                 f"more than {MAX_STEPS_PER_RUN:,} steps in one run (the limit; nested "
@@ -440,7 +443,8 @@ class ScenarioRun:
         except TemplateError:
             return step.name
 
-    def _finish(self, record: _Record, verdict: Verdict, message: str | None) -> bool:
+    def finish_step(self, record: _Record, verdict: Verdict, message: str | None) -> bool:
+        """Close a step record with its verdict; True when it passed."""
         result = record.result
         result.verdict = verdict
         result.message = message
@@ -453,9 +457,9 @@ class ScenarioRun:
         return verdict == "passed"
 
     def _skip(self, step: m.Step, reason: str) -> None:
-        record = self._start(step, None)
+        record = self.start_step(step, None)
         record.result.name = record.result.name or step.kind
-        self._finish(record, "skipped", reason)
+        self.finish_step(record, "skipped", reason)
 
     def label(self, record: _Record, text: str) -> None:
         if not record.result.name:
@@ -465,15 +469,15 @@ class ScenarioRun:
     # --- talking -------------------------------------------------------------------
 
     def timeout(self, step: m.Step) -> float:
-        return step.timeout or self._timeout_default()
+        return step.timeout or self.timeout_default()
 
-    def _timeout_default(self) -> float:
+    def timeout_default(self) -> float:
         return self.base_endpoint.timeout or m.DEFAULT_TIMEOUT
 
     async def send_line(self, record: _Record, line: str, display: str | None = None) -> None:
         data = protocol.encode_command(line)
         await self.send(record, data, display if display is not None else line)
-        self._sent_command(record.result.path, line)
+        self.sent_command(record.result.path, line)
 
     async def send(self, record: _Record, data: bytes, display: str) -> None:
         assert self.session is not None
@@ -481,7 +485,7 @@ class ScenarioRun:
             raise ConnectionGone("the connection is closed; cannot send")
         self._note_desync(record)
         shown = display if display != _raw_display(data) else None
-        await self.session.send(data, shown, timeout=self._timeout_default())
+        await self.session.send(data, shown, timeout=self.timeout_default())
         # redact before cutting: a cut secret would no longer match as a whole
         kept = expectations.shorten(self.tracker.redact(display), MAX_SHOWN_SENT)
         record.result.sent += kept.split("\n") if kept else [""]
@@ -494,7 +498,7 @@ class ScenarioRun:
             self.violations.append(f"{record.result.path}: {notes.desynchronised(early)}")
         self.expect_unread = False
 
-    def _sent_command(self, path: str, line: str) -> None:
+    def sent_command(self, path: str, line: str) -> None:
         """Follow the transaction, and check the command against the advertised extensions."""
         self.envelope.sent(line)
         caps = self.builtins["caps"]
@@ -518,7 +522,7 @@ class ScenarioRun:
             reply = Closed()
         elapsed = round((time.monotonic() - t0) * 1000, 3)
         self.expect_unread = False
-        record.result.replies.append(_reply_record(reply, elapsed, self.tracker))
+        record.result.replies.append(reply_record(reply, elapsed, self.tracker))
         self.envelope.replied(reply.code if isinstance(reply, Reply) else None)
         if isinstance(reply, Reply):
             if reply.bare_lf:
@@ -583,7 +587,7 @@ class ScenarioRun:
         if quit_first and session.is_open and not self._quit_sent(session):
             with contextlib.suppress(Exception):
                 # never wait longer for QUIT than the scenario allows for any reply
-                wait = min(QUIT_TIMEOUT, self._timeout_default())
+                wait = min(QUIT_TIMEOUT, self.timeout_default())
                 await session.send(b"QUIT\r\n", timeout=wait)
                 await session.read_reply(wait)
         await session.close()
@@ -622,7 +626,7 @@ class ScenarioRun:
     async def _pipeline(self, step: m.Step, action: m.Pipeline, repeat_index: int | None) -> bool:
         if self.session is None and not await self._implicit_connect(step):
             return False
-        records = [self._start(inner, repeat_index) for inner in action.steps]
+        records = [self.start_step(inner, repeat_index) for inner in action.steps]
         try:
             lines = [self.render(inner.action.line) for inner in action.steps]  # type: ignore[union-attr]
             data = b"".join(protocol.encode_command(line) for line in lines)
@@ -631,10 +635,10 @@ class ScenarioRun:
             await self.session.send(data, "\n".join(lines), timeout=self.timeout(step))
         except (TemplateError, LocalProtocolError, ConnectionError) as exc:
             self._finish_rest(records[1:], "not sent: the pipeline could not be written")
-            return self._finish(records[0], "error", str(exc))
+            return self.finish_step(records[0], "error", str(exc))
         for n, (record, line) in enumerate(zip(records, lines, strict=True)):
             self.marks.append(transcript.Mark(sent_at, record.result.index, n))  # one line each
-            self._sent_command(record.result.path, line)
+            self.sent_command(record.result.path, line)
             record.result.sent.append(line)
             self.label(record, line)
         ok = True
@@ -643,24 +647,24 @@ class ScenarioRun:
                 reply = await self.read(inner, record)
                 self.judge(inner, reply, None, record)
             except StepFailed as exc:
-                ok = self._finish(record, "failed", str(exc)) and ok
+                ok = self.finish_step(record, "failed", str(exc)) and ok
                 continue
             except MatchTimeout as exc:
-                ok = self._finish(record, "error", str(exc)) and ok
+                ok = self.finish_step(record, "error", str(exc)) and ok
                 continue
             except (ReplyTimeout, RemoteProtocolError) as exc:
                 self._finish_rest(records[n + 1 :], "not judged: an earlier reply was missing")
-                return self._finish(record, "error", str(exc))
+                return self.finish_step(record, "error", str(exc))
             except ConnectionError as exc:
                 self._finish_rest(records[n + 1 :], "not judged: the connection was lost")
-                return self._finish(record, "error", str(exc))
-            self._finish(record, "passed", None)
+                return self.finish_step(record, "error", str(exc))
+            self.finish_step(record, "passed", None)
         return ok or step.continue_on_fail
 
     def _finish_rest(self, records: list[_Record], reason: str) -> None:
         """Pipelined commands after a fatal error: never judged, so never 'passed'."""
         for record in records:
-            self._finish(record, "skipped", reason)
+            self.finish_step(record, "skipped", reason)
 
 
 # --- helpers ------------------------------------------------------------------------
@@ -731,7 +735,8 @@ def _raw_display(data: bytes) -> str:
 MAX_SHOWN_REPLY_LINE = 2000  # characters of one reply line kept for reports
 
 
-def _reply_record(reply: Reply | Closed, elapsed_ms: float, tracker: SecretTracker) -> ReplyRecord:
+def reply_record(reply: Reply | Closed, elapsed_ms: float, tracker: SecretTracker) -> ReplyRecord:
+    """A reply (or a close) as results keep it: secrets redacted."""
     if isinstance(reply, Closed):
         shown = tracker.redact(reply.describe())
         return ReplyRecord(code=None, status=None, lines=[shown], elapsed_ms=elapsed_ms)
@@ -754,7 +759,7 @@ def _reply_record(reply: Reply | Closed, elapsed_ms: float, tracker: SecretTrack
 
 
 def _plain_lines(texts: tuple[str, ...]) -> list[str] | None:
-    """A reply's lines as _reply_record shows them, when every line is printable ASCII
+    """A reply's lines as reply_record shows them, when every line is printable ASCII
     without a backslash (then escaping changes nothing, and the parser's text is the raw
     line's); None when one is not."""
     lines = []
@@ -800,7 +805,7 @@ def lost_result(
     lost = ScenarioRun(scenario, target, options)
     lost.internal_error = True
     started_at = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
-    return lost._result("error", f"{scenario.file}: {reason}", started_at, time.monotonic())
+    return lost.make_result("error", f"{scenario.file}: {reason}", started_at, time.monotonic())
 
 
 async def run_many(
