@@ -259,7 +259,11 @@ async def load(
     workers = [asyncio.create_task(worker()) for _ in range(plan.concurrency)]
     if stop is not None:
         stop.watch(workers)  # type: ignore[arg-type]  # any list of tasks
-    await asyncio.gather(*workers, return_exceptions=True)
+    ended = await asyncio.gather(*workers, return_exceptions=True)
+    for worker_end in ended:
+        if isinstance(worker_end, Exception):  # a bug outside any session: said, not lost
+            why = f"a load worker stopped early: {classify(worker_end).message}"
+            aggregate.add(lost_result(scenario, target, options, why))
     signum = stop.signum if stop is not None else None
     return LoadOutcome(aggregate, time.monotonic() - t0, started_at, _now(), signum)
 

@@ -548,3 +548,31 @@ def test_a_bug_recording_a_kept_session_costs_only_that_record(
     for kept in run.scenarios:
         assert kept.internal_error and kept.verdict == "error"
         assert "recording a passed session failed" in (kept.reason or "")
+
+
+def test_a_bug_in_load_bookkeeping_is_an_internal_error_not_a_silent_loss(
+    monkeypatch, sandbox_target, tmp_path
+):
+    """An exception nobody foresaw outside any session (here: counting one) ends that
+    worker loop; the run says so as an internal error, and the other loops go on."""
+    real = loadmode.LoadAggregate.add_outcome
+    calls = 0
+
+    def add_outcome(self, *args):  # type: ignore[no-untyped-def]
+        nonlocal calls
+        calls += 1
+        if calls == 2:
+            raise RuntimeError("a bug in the bookkeeping")
+        return real(self, *args)
+
+    monkeypatch.setattr(loadmode.LoadAggregate, "add_outcome", add_outcome)
+    loaded = load_paths([scenario_file(tmp_path, DELIVERY)])
+    plan = loadmode.LoadPlan(repeat=12, concurrency=3)
+    run = loadmode.run(loaded.scenarios[0], sandbox_target, RunOptions(), plan)
+    assert run.load is not None
+    # the worker that hit the bug stopped: 11 sessions counted, and the bug as one error
+    assert run.load.verdicts == {"passed": 11, "error": 1}
+    lost = [r for r in run.scenarios if r.verdict == "error"]
+    assert len(lost) == 1 and lost[0].internal_error
+    assert "a load worker stopped early: " in (lost[0].reason or "")
+    assert "a bug in the bookkeeping" in (lost[0].reason or "")
