@@ -21,9 +21,10 @@ import re
 import re._constants as sre_constants
 import re._parser as sre_parser
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import regex
+if TYPE_CHECKING:
+    import regex
 
 MATCH_TIMEOUT = 1.0  # seconds of matching per search
 MAX_REPEAT_PRODUCT = 10_000  # counted repeats, multiplied through their nesting
@@ -56,6 +57,8 @@ def check(pattern: str) -> None:
             f"repeat counts multiply to {product:,}, over the limit of {MAX_REPEAT_PRODUCT:,} "
             "(use + or * instead of a large count)"
         )
+    import regex
+
     try:
         compiled(pattern)
     except (regex.error, OverflowError, MemoryError) as exc:
@@ -92,6 +95,10 @@ def _children(op: Any, arg: Any) -> list[Any]:
 
 @lru_cache(maxsize=1024)
 def compiled(pattern: str) -> regex.Pattern[str]:
+    # imported when the first pattern is met (once compiled, patterns are cached): a
+    # scenario without match: never pays for the engine, nor does validating it
+    import regex
+
     return regex.compile(pattern, regex.VERSION0)
 
 
