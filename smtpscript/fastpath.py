@@ -300,9 +300,8 @@ class _Session:
         try:
             await self._connect(plan_step, record)
             return True
-        except ConnectError as exc:
-            record.verdict = "failed" if exc.verify_failed else "error"
-            record.message = str(exc)
+        except (ConnectError, *STEP_ERRORS) as exc:
+            _step_failed(record, exc)
         return False
 
     async def _starttls_step(self, plan_step: PlanStep, record: StepRecord) -> None:
@@ -311,11 +310,8 @@ class _Session:
         except _ReplyTimeout:
             record.verdict = "error"
             record.message = notes.no_reply(plan_step.timeout)
-        except ConnectError as exc:
-            record.verdict = "failed" if exc.verify_failed else "error"
-            record.message = str(exc)
-        except STEP_ERRORS as exc:
-            record.verdict, record.message = "error", str(exc)
+        except (ConnectError, *STEP_ERRORS) as exc:
+            _step_failed(record, exc)
 
     # --- plain exchanges, in the transport's callbacks ------------------------------------
     # Command and data steps one after another run as a chain: a reply that comes is
@@ -771,6 +767,12 @@ class _Session:
 
     def _note(self, text: str) -> None:
         self.events.append((time.monotonic() - self.t0, "*", text, None))
+
+
+def _step_failed(record: StepRecord, exc: Exception) -> None:
+    """A step's own error is its verdict: failed when a certificate did not verify."""
+    record.verdict = "failed" if getattr(exc, "verify_failed", False) else "error"
+    record.message = str(exc)
 
 
 def run_plan(plan: Plan, budget_bytes: int) -> Coroutine[Any, Any, SessionOutcome]:
