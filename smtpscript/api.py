@@ -110,7 +110,7 @@ def run_request(
     target, environment or option raises ConfigError."""
     from smtpscript.loading import load_paths
     from smtpscript.runner import Interrupted, RunOptions, run
-    from smtpscript.selection import LastFailed, Selection
+    from smtpscript.selection import LastFailed, Selection, library_relative
     from smtpscript.targetnames import select_targets
 
     environment = library.environment(request.environment)
@@ -165,7 +165,10 @@ def run_request(
             pairs, note = _last_failed_pairs(pairs, memory)
             warnings.append(note)
         if request.shard is not None:
-            pairs = [(s, t) for s, t in pairs if request.shard.holds(s.file, t.name)]
+            shard, root = request.shard, library.root
+            pairs = [
+                (s, t) for s, t in pairs if shard.holds(library_relative(s.file, root), t.name)
+            ]
         if view:
             view.start(len(pairs))
         try:

@@ -139,8 +139,10 @@ class _Parser:
 @dataclass(frozen=True)
 class Shard:
     """Run I of N: the (scenario, target) pairs whose hash falls to it. The hash reads only
-    the scenario id and the target name, so adding, removing or reordering files moves no
-    other pair from shard to shard, and N jobs together run each pair exactly once."""
+    the scenario's file relative to the library root (library_relative: the same on every
+    machine, wherever the checkout is) and the target name, so adding, removing or
+    reordering files moves no other pair from shard to shard, and N jobs together run
+    each pair exactly once."""
 
     index: int  # 1-based, as people count CI jobs
     count: int
@@ -171,6 +173,15 @@ LAST_FAILED = "lastfailed.json"
 MAX_STATE_BYTES = 16 * 1024 * 1024
 
 
+def library_relative(file: str, root: Path) -> str:
+    """A scenario file as the library names it wherever it is checked out: relative to
+    the library root (what shards hash and --last-failed stores)."""
+    try:
+        return os.path.relpath(os.path.abspath(file), root)
+    except ValueError:  # another drive (Windows)
+        return os.path.abspath(file)
+
+
 def pair_key(file: str, target: str) -> str:
     """A (scenario, target) pair as stored: the file relative to the library root."""
     return f"{file}::{target}"
@@ -184,11 +195,7 @@ class LastFailed:
         self.root = root
 
     def key(self, file: str, target: str) -> str:
-        try:
-            relative = os.path.relpath(os.path.abspath(file), self.root)
-        except ValueError:  # another drive (Windows)
-            relative = os.path.abspath(file)
-        return pair_key(relative, target)
+        return pair_key(library_relative(file, self.root), target)
 
     def read(self) -> set[str]:
         from smtpscript.yamlsource import FileTooLarge, NotRegularFile, read_bounded

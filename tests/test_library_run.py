@@ -556,6 +556,30 @@ def test_shards_split_the_pairs_once_each_and_stay_put_when_files_come(tmp_path)
     assert sum(len(s) for s in after) == 13
 
 
+def test_shards_split_the_same_wherever_the_library_is_checked_out(tmp_path):
+    """CI jobs on different machines check the library out at different places: each
+    pair must still fall to the same shard, or some run twice and some never."""
+    import shutil
+
+    from smtpscript.selection import Shard
+
+    first = tmp_path / "job-a" / "checkout"
+    for n in range(12):
+        scenario(first / "scenarios", f"c{n:02}", "- send: NOOP")
+    second = tmp_path / "elsewhere" / "deeper" / "checkout"
+    shutil.copytree(first, second)
+
+    def shares(root: Path) -> list[set[str]]:
+        library = load_library(cwd=root)
+        found = []
+        for index in (1, 2, 3):
+            request = RunRequest(targets=["sandbox"], shard=Shard(index, 3), environ={})
+            found.append({r.title for r in run_request(request, library).run.scenarios})
+        return found
+
+    assert shares(first) == shares(second)
+
+
 @pytest.mark.parametrize("value", ["0/3", "4/3", "x", "1/", "1/0", "²/3"])
 def test_a_bad_shard_is_one_clear_line(capsys, value):
     status, _, err = cli(capsys, "run", "scenarios", "-t", "sandbox", "--shard", value)
