@@ -19,14 +19,13 @@ from __future__ import annotations
 import ssl
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Any
 
 from smtpscript import expectations, protocol
 from smtpscript import model as m
-from smtpscript.actions import ACTIONS, default_expect, message
+from smtpscript.actions import default_expect, message
 from smtpscript.patterns import CodePattern
 from smtpscript.redaction import SecretTracker
-from smtpscript.runner import QUIT_TIMEOUT, RunOptions, ScenarioRun
+from smtpscript.runner import QUIT_TIMEOUT, RunOptions, ScenarioRun, implicit_connect_step
 from smtpscript.templating import is_template, names_used
 from smtpscript.tlsinfo import make_context
 
@@ -35,7 +34,6 @@ PLANNED_KINDS = frozenset({"connect", "ehlo", "helo", "send", "data", "starttls"
 CHAINED_KINDS = frozenset({"ehlo", "helo", "send", "data"})
 # names whose value is the same in every session of a load run (vars are added per scenario)
 STEADY_NAMES = frozenset({"env", "target", "mta_sts", "dane"})
-MAX_SHOWN_LABEL = 80  # as the runner's labels
 
 
 @dataclass(frozen=True)
@@ -122,7 +120,7 @@ def compile_plan(scenario: m.Scenario, target: m.Target, options: RunOptions) ->
         probe.init_vars()
     except Exception as exc:  # the general runner reports it, positioned
         return f"its vars do not render ({type(exc).__name__}: each session says where)"
-    steady = _steady_vars(scenario, options, target)
+    steady = _steady_vars(probe)
     endpoint = probe.base_endpoint
     if endpoint.proxy or endpoint.socket_path or endpoint.source_address:
         return "its target uses PROXY, a UNIX socket or a source address"
@@ -139,7 +137,7 @@ def compile_plan(scenario: m.Scenario, target: m.Target, options: RunOptions) ->
     steps: list[PlanStep] = []
     try:
         if scenario.steps[0].kind != "connect":  # the runner connects first, implicitly
-            steps.append(_connect_step(_implicit(scenario.steps[0]), probe, render))
+            steps.append(_connect_step(implicit_connect_step(scenario.steps[0]), probe, render))
         for step in scenario.steps:
             steps.append(_plan_step(step, probe, render))
     except _Unsteady as exc:
@@ -173,34 +171,14 @@ def _unplannable(scenario: m.Scenario) -> str | None:
     return None
 
 
-def _steady_vars(scenario: m.Scenario, options: RunOptions, target: m.Target) -> frozenset[str]:
+def _steady_vars(probe: ScenarioRun) -> frozenset[str]:
     """Names that render the same in every session: vars reading only steady names (in the
     order the runner renders them, so a var may read an earlier one)."""
-    layers = [
-        scenario.vars,
-        *(layer.values for layer in options.library_layers),
-        target.vars,
-        *(layer.values for layer in options.override_layers),
-        options.overrides,
-    ]
-    winners: dict[str, Any] = {}
-    for values in layers:
-        winners.update(values)
     steady = set(STEADY_NAMES)
-    for name, value in winners.items():
+    for name, (_, value) in probe.var_winners().items():
         if not (isinstance(value, str) and is_template(value)) or names_used(value) <= steady:
             steady.add(name)
     return frozenset(steady)
-
-
-def _implicit(first: m.Step) -> m.Step:
-    return m.Step(
-        action=ACTIONS["connect"].build({}),
-        kind="connect",
-        path=first.path,
-        pos=first.pos,
-        name="connect (implicit)",
-    )
 
 
 def _plan_step(step: m.Step, probe: ScenarioRun, render: Render) -> PlanStep:
@@ -247,15 +225,9 @@ def _step(
 
 def _connect_step(step: m.Step, probe: ScenarioRun, render: Render) -> PlanStep:
     endpoint = probe.base_endpoint.overlay(step.action.endpoint)  # type: ignore[union-attr]
-    host = render(endpoint.host or "")
-    port = endpoint.port or m.DEFAULT_PORT
+    render(endpoint.host or "")  # the host must be steady: rendered through the plan's render
+    dial = probe.dial(endpoint)
     label = f"connect {endpoint.where()}"
-    tls = None
-    if endpoint.tls == "implicit":  # as the general runner's open()
-        tls = make_context(endpoint.tls_options)
-        target = probe.target
-        if target.implicit_tls_port and endpoint.port in (None, target.endpoint.port):
-            port = target.implicit_tls_port
     return PlanStep(
         step=step,
         command=b"",
@@ -264,11 +236,11 @@ def _connect_step(step: m.Step, probe: ScenarioRun, render: Render) -> PlanStep:
         default=default_expect("connect"),
         timeout=probe.timeout(step),
         passing=_passing(step, default_expect("connect")),
-        connect_timeout=endpoint.connect_timeout or endpoint.timeout or m.DEFAULT_TIMEOUT,
-        host=host,
-        port=port,
-        tls=tls,
-        server_name=(endpoint.tls_options.server_name or host) if tls else "",
+        connect_timeout=dial.timeout,
+        host=dial.host,
+        port=dial.port,
+        tls=dial.tls,
+        server_name=(endpoint.tls_options.server_name or dial.host) if dial.tls else "",
         days_left=_days_left(step, render),
     )
 
@@ -325,4 +297,4 @@ def _label(step: m.Step, probe: ScenarioRun, render: Render, text: str) -> str:
     """The runner's label: the step's name rendered, else the command, redacted and cut."""
     if step.name:
         return render(step.name)
-    return expectations.shorten(probe.tracker.redact(text), MAX_SHOWN_LABEL)
+    return probe.shown_label(text)

@@ -17,7 +17,7 @@ import time
 from collections import ChainMap
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from smtpscript import (
     __version__,
@@ -61,12 +61,16 @@ from smtpscript.templating import TemplateError, evaluate, render
 from smtpscript.tlsinfo import make_context
 
 MAX_REPEAT = 100_000
+if TYPE_CHECKING:
+    import ssl
+
 QUIT_TIMEOUT = 2.0
 # What one run may keep, so that nested repeats or a server sending 1 MiB replies
 # without end cannot take gigabytes: step results, and bytes received (transcript).
 MAX_STEPS_PER_RUN = 50_000
 MAX_RECEIVED_PER_RUN = 16 * 1024 * 1024
 MAX_SHOWN_SENT = 4096  # characters of one sent command or payload kept for display
+MAX_SHOWN_LABEL = 80  # characters of a step's label (its command, when it has no name)
 
 
 @dataclass
@@ -88,6 +92,15 @@ class RunOptions:
     loop: str | None = None  # --loop auto|asyncio|uvloop (None: $SMTPSCRIPT_LOOP, else auto)
     # a run ending with this verdict will be kept whole? (None: always; load mode asks)
     keep_transcript: Callable[[str], bool] | None = None
+
+
+class Dial(NamedTuple):
+    """ScenarioRun.dial: what a connect step connects to."""
+
+    host: str
+    port: int
+    tls: ssl.SSLContext | None  # implicit TLS
+    timeout: float  # for the TCP connect and the TLS handshake
 
 
 @dataclass
@@ -254,6 +267,20 @@ class ScenarioRun:
         that reads an unset env variable), in the order names first appear; a var named
         in ``secrets`` is secret from the moment it has a value, before later vars render.
         """
+        secrets = set(self.scenario.secrets)
+        for name, (layer, value) in self.var_winners().items():
+            try:
+                rendered = self.render(value) if isinstance(value, str) else value
+            except Exception as exc:
+                where = self._var_origin(name, layer)
+                raise _SetupError(f"{where}: {self._explain(exc)}") from None
+            self.variables[name] = rendered
+            if name in secrets:
+                self.tracker.add(rendered)
+
+    def var_winners(self) -> dict[str, tuple[m.VarLayer, Any]]:
+        """Each var's winning layer and value, in the order names first appear (the
+        layers lowest first, as init_vars says)."""
         layers = [
             m.VarLayer("", self.scenario.vars),
             *self.options.library_layers,
@@ -265,16 +292,7 @@ class ScenarioRun:
         for layer in layers:
             for name, value in layer.values.items():
                 winners[name] = (layer, value)
-        secrets = set(self.scenario.secrets)
-        for name, (layer, value) in winners.items():
-            try:
-                rendered = self.render(value) if isinstance(value, str) else value
-            except Exception as exc:
-                where = self._var_origin(name, layer)
-                raise _SetupError(f"{where}: {self._explain(exc)}") from None
-            self.variables[name] = rendered
-            if name in secrets:
-                self.tracker.add(rendered)
+        return winners
 
     def _var_origin(self, name: str, layer: m.VarLayer) -> str:
         if not layer.label:  # the scenario's own
@@ -403,7 +421,7 @@ class ScenarioRun:
             self.scope.maps = [m for m in self.scope.maps if m is not given and m is not defaults]
 
     async def _implicit_connect(self, before: m.Step) -> bool:
-        return await self._run_once(_implicit_connect_step(before), None)
+        return await self._run_once(implicit_connect_step(before), None)
 
     # --- recording -----------------------------------------------------------------
 
@@ -463,8 +481,12 @@ class ScenarioRun:
 
     def label(self, record: _Record, text: str) -> None:
         if not record.result.name:
-            # redact before cutting: a cut secret would no longer match as a whole
-            record.result.name = expectations.shorten(self.tracker.redact(text), 80)
+            record.result.name = self.shown_label(text)
+
+    def shown_label(self, text: str) -> str:
+        """A command as a step's label: redacted, then cut (a cut secret would no longer
+        match as a whole)."""
+        return expectations.shorten(self.tracker.redact(text), MAX_SHOWN_LABEL)
 
     # --- talking -------------------------------------------------------------------
 
@@ -557,21 +579,14 @@ class ScenarioRun:
 
     async def open(self, endpoint: m.Endpoint, step: m.Step) -> None:
         await self._quit_and_close(quit_first=False)
-        host = self.render(endpoint.host or "")
-        port = endpoint.port or m.DEFAULT_PORT
-        tls = None
-        if endpoint.tls == "implicit":
-            tls = make_context(endpoint.tls_options)
-            if self.target.implicit_tls_port and endpoint.port in (None, self.target.endpoint.port):
-                port = self.target.implicit_tls_port
+        dial = self.dial(endpoint)
         self.session = Session(started=self.clock, budget=self.budget)
         self.session.events = self.events
-        timeout = endpoint.connect_timeout or endpoint.timeout or m.DEFAULT_TIMEOUT
         await self.session.open(
-            host,
-            port,
-            timeout=timeout,
-            tls=tls,
+            dial.host,
+            dial.port,
+            timeout=dial.timeout,
+            tls=dial.tls,
             server_name=endpoint.tls_options.server_name,
             source_address=endpoint.source_address,
             socket_path=endpoint.socket_path,
@@ -579,6 +594,19 @@ class ScenarioRun:
         )
         self.builtins["caps"] = {}
         self.envelope = Envelope()
+
+    def dial(self, endpoint: m.Endpoint) -> Dial:
+        """Where and how a connect step connects: the host rendered, implicit TLS's
+        context and port (the target's implicit_tls_port, unless the step names a port)."""
+        host = self.render(endpoint.host or "")
+        port = endpoint.port or m.DEFAULT_PORT
+        tls = None
+        if endpoint.tls == "implicit":
+            tls = make_context(endpoint.tls_options)
+            if self.target.implicit_tls_port and endpoint.port in (None, self.target.endpoint.port):
+                port = self.target.implicit_tls_port
+        timeout = endpoint.connect_timeout or endpoint.timeout or m.DEFAULT_TIMEOUT
+        return Dial(host, port, tls, timeout)
 
     async def _quit_and_close(self, quit_first: bool = True) -> None:
         session, self.session = self.session, None
@@ -709,7 +737,7 @@ def _step_facts(step: m.Step) -> tuple[str, tuple[str, ...]]:
     return expected, included_from
 
 
-def _implicit_connect_step(before: m.Step) -> m.Step:
+def implicit_connect_step(before: m.Step) -> m.Step:
     """The connect step run before ``before`` when no connection is open: one per step,
     not one per run."""
     known = _IMPLICIT_CONNECTS.get(id(before))
