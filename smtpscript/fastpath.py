@@ -41,6 +41,7 @@ from smtpscript.regexes import MatchTimeout
 from smtpscript.results import TlsFacts
 from smtpscript.runner import MAX_SHOWN_SENT, ScenarioRun, reply_record
 from smtpscript.session import (
+    CLOSE_WAIT,
     MAX_KEPT_PER_SEND,
     Closed,
     ConnectError,
@@ -55,7 +56,6 @@ from smtpscript.tlsinfo import facts_from
 # an event: (seconds since the session started, "C" | "S" | "*", bytes or a note, display)
 Event = tuple[float, str, Any, Any]
 PAYLOAD = object()  # an event's display: a data step's message, shown as the runner shows it
-CLOSE_WAIT = 2.0  # seconds a close may take (the general runner's Session.close waits as long)
 MAX_HELD = 128 * 1024  # bytes received, not read yet, before reading pauses (as streams do)
 
 

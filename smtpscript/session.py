@@ -29,6 +29,7 @@ from smtpscript.tlsinfo import describe_verify_error, facts_from
 T = TypeVar("T")
 
 READ_CHUNK = 64 * 1024
+CLOSE_WAIT = 2.0  # seconds a close may take (a TLS close_notify, the last bytes)
 MAX_KEPT_PER_SEND = 64 * 1024  # the transcript keeps the start of a big payload, and its size
 
 
@@ -333,7 +334,7 @@ class Session:
             return
         writer.close()
         with contextlib.suppress(Exception):
-            await _within(2, writer.wait_closed())
+            await _within(CLOSE_WAIT, writer.wait_closed())
 
 
 async def _within(timeout: float | None, work: Coroutine[Any, Any, T]) -> T:
