@@ -36,6 +36,7 @@ from smtpscript.errors import LimitExceeded, LocalProtocolError, RemoteProtocolE
 from smtpscript.expectations import ConnectionGone, StepError, StepFailed
 from smtpscript.failures import classify
 from smtpscript.loops import loop_factory
+from smtpscript.memo import by_identity
 from smtpscript.patterns import CodePattern
 from smtpscript.protocol import Reply
 from smtpscript.redaction import EnvView, SecretTracker
@@ -698,12 +699,7 @@ class ScenarioRun:
 # --- helpers ------------------------------------------------------------------------
 
 
-# Facts about a step that are the same in every run, kept by the step's identity (steps
-# are frozen, and each entry holds its step, so an id is not reused while it is kept).
-_STEP_FACTS: dict[int, tuple[m.Step, str, tuple[str, ...]]] = {}
-_IMPLICIT_CONNECTS: dict[int, tuple[m.Step, m.Step]] = {}
-_TIMED_ENDPOINTS: dict[tuple[int, float], tuple[m.Endpoint, m.Endpoint]] = {}
-_KEPT_STEPS = 4096  # entries of each; past that, they start again
+_KEPT_STEPS = 4096  # facts kept per step or endpoint (smtpscript.memo); then they start again
 
 
 def _base_endpoint(scenario: m.Scenario, target: m.Target, timeout: float | None) -> m.Endpoint:
@@ -712,48 +708,36 @@ def _base_endpoint(scenario: m.Scenario, target: m.Target, timeout: float | None
     endpoint = overlay(scenario.target, target.endpoint)
     if endpoint.timeout is not None or timeout is None:
         return endpoint
-    known = _TIMED_ENDPOINTS.get((id(endpoint), timeout))
-    if known is not None and known[0] is endpoint:
-        return known[1]
-    timed = replace(endpoint, timeout=timeout)
-    if len(_TIMED_ENDPOINTS) >= _KEPT_STEPS:
-        _TIMED_ENDPOINTS.clear()
-    _TIMED_ENDPOINTS[(id(endpoint), timeout)] = (endpoint, timed)
-    return timed
+    return _timed(endpoint, timeout)
 
 
+@by_identity(_KEPT_STEPS)
+def _timed(endpoint: m.Endpoint, timeout: float) -> m.Endpoint:
+    # (the timeout is the run's options' own object: the same in every run)
+    return replace(endpoint, timeout=timeout)
+
+
+@by_identity(_KEPT_STEPS)
 def _step_facts(step: m.Step) -> tuple[str, tuple[str, ...]]:
     """What the step's results say in every run: its expectation in words, and the
     include steps that brought it in."""
-    known = _STEP_FACTS.get(id(step))
-    if known is not None and known[0] is step:
-        return known[1], known[2]
     default = ACTIONS[step.kind].default_expect
     expected = expectations.describe(step.expect, default) if default else ""
     included_from = tuple(f"{pos.file}:{pos.line}" for pos in step.included_from)
-    if len(_STEP_FACTS) >= _KEPT_STEPS:
-        _STEP_FACTS.clear()
-    _STEP_FACTS[id(step)] = (step, expected, included_from)
     return expected, included_from
 
 
+@by_identity(_KEPT_STEPS)
 def implicit_connect_step(before: m.Step) -> m.Step:
     """The connect step run before ``before`` when no connection is open: one per step,
     not one per run."""
-    known = _IMPLICIT_CONNECTS.get(id(before))
-    if known is not None and known[0] is before:
-        return known[1]
-    step = m.Step(
+    return m.Step(
         action=ACTIONS["connect"].build({}),
         kind="connect",
         path=before.path,
         pos=before.pos,
         name="connect (implicit)",
     )
-    if len(_IMPLICIT_CONNECTS) >= _KEPT_STEPS:
-        _IMPLICIT_CONNECTS.clear()
-    _IMPLICIT_CONNECTS[id(before)] = (before, step)
-    return step
 
 
 def _raw_display(data: bytes) -> str:

@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
+from smtpscript.memo import by_identity
 from smtpscript.patterns import CodePattern
 
 if TYPE_CHECKING:
@@ -175,20 +176,7 @@ def reason_action(
     )
 
 
-# Endpoints are frozen and a scenario's are the same objects in every run, so an overlay
-# is made once per pair, not once per run (kept by identity; each entry holds its pair).
-_OVERLAYS: dict[tuple[int, int], tuple[Endpoint, Endpoint, Endpoint]] = {}
-_KEPT_OVERLAYS = 1024
-
-
+@by_identity(maxsize=1024)
 def overlay(base: Endpoint, inner: Endpoint) -> Endpoint:
-    """``base.overlay(inner)``, remembered."""
-    key = (id(base), id(inner))
-    known = _OVERLAYS.get(key)
-    if known is not None and known[0] is base and known[1] is inner:
-        return known[2]
-    result = base.overlay(inner)
-    if len(_OVERLAYS) >= _KEPT_OVERLAYS:
-        _OVERLAYS.clear()
-    _OVERLAYS[key] = (base, inner, result)
-    return result
+    """``base.overlay(inner)``, made once per pair of endpoints, not once per run."""
+    return base.overlay(inner)
