@@ -1,13 +1,10 @@
-"""The command line: a thin error boundary over the library API.
+"""The command line: typer's options over the library API.
 
 Only this module imports typer. Heavy modules (jsonschema, jinja2, yaml,
 asyncio) are imported inside the commands that need them, so ``--help`` and
-``--version`` stay fast. Every user error becomes one line on stderr and an
-exit code from ExitStatus; any other exception is a bug in smtpscript and says
-so (exit 3); ``--traceback`` re-raises for debugging. Text from files and
-servers is escaped before it reaches the terminal. SIGTERM unwinds like Ctrl-C
-(sandbox and temporary files cleaned up); a reader that closes stdout early
-(``| head``) changes nothing but what it sees.
+``--version`` stay fast. The error boundary (one line and an ExitStatus for
+every exception, SIGTERM, ``| head``) is smtpscript.shell; typer's own
+exceptions are turned into statuses here, in front of it.
 
 Annotations are objects, not strings (no ``from __future__ import annotations``):
 typer reads every parameter's type, and evaluating ~300 string annotations costs
@@ -17,7 +14,6 @@ typer reads every parameter's type, and evaluating ~300 string annotations costs
 import contextlib
 import copy
 import enum
-import os
 import signal
 import sys
 from collections.abc import Iterator
@@ -26,29 +22,15 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from smtpscript import __version__
+from smtpscript import __version__, commands, shell
+from smtpscript.shell import REPORT_BUG, ExitStatus, Terminated
 
 if TYPE_CHECKING:
     from smtpscript.api import ReportError, RunOutcome
-    from smtpscript.library import Library, TargetSpec
+    from smtpscript.library import TargetSpec
     from smtpscript.loadmode import LoadPlan
     from smtpscript.model import Scenario
     from smtpscript.results import RunResult
-
-
-class ExitStatus(enum.IntEnum):
-    OK = 0
-    FAILED = 1  # a scenario failed or could not be judged
-    USAGE = 2  # usage, validation or configuration error; a report that could not be written
-    INTERNAL = 3  # a bug in smtpscript
-    INTERRUPTED = 130  # SIGINT (Ctrl-C): 128 + 2
-    TERMINATED = 143  # SIGTERM: 128 + 15
-
-
-REPORT_BUG = (
-    "smtpscript: this is a bug in smtpscript, not in your scenarios or servers: please "
-    "re-run as 'smtpscript --traceback ...' and file an issue with the output"
-)
 
 
 EXAMPLES = """Examples:
@@ -110,26 +92,6 @@ def _root(
     """smtpscript: know what your SMTP servers really do."""
 
 
-def _err(message: str) -> None:
-    """Lines on stderr, each escaped: messages quote file names, values and server text."""
-    from smtpscript.protocol import escape_controls
-
-    text = "\n".join(escape_controls(line) for line in message.split("\n"))
-    with contextlib.suppress(OSError):  # stderr gone too: nothing left to tell
-        typer.echo(text, err=True)
-
-
-def _out(line: str = "", nl: bool = True) -> None:
-    """A line on stdout. A reader that went away (| head) is no error: the exit status stands."""
-    with contextlib.suppress(BrokenPipeError):
-        typer.echo(line, nl=nl)
-
-
-def _warn(warnings: list[str]) -> None:
-    for warning in warnings:
-        _err(f"smtpscript: warning: {warning}")
-
-
 ConfigOpt = Annotated[
     Path | None,
     typer.Option(
@@ -138,31 +100,10 @@ ConfigOpt = Annotated[
 ]
 
 
-def _library(config: Path | None) -> "Library":
-    from smtpscript.library import load_library
-
-    return load_library(config)
-
-
-def _paths(paths: list[Path] | None, library: "Library") -> list[Path]:
-    """The paths given, else the library's (default scenarios/), never the whole working
-    directory: a recursive scan of a home folder finds docker-compose.yml and FIFOs."""
-    if paths:
-        return paths
-    if library.path is None and not all(p.is_dir() for p in library.paths):
-        from smtpscript.errors import ConfigError
-
-        raise ConfigError(
-            "no PATH given, no scenarios/ folder here and no smtpscript.yaml here or above: "
-            "name scenario files or folders, or create a library with 'smtpscript init DIR'"
-        )
-    return list(library.paths)
-
-
 def _complete_targets(incomplete: str) -> list[str]:
     """-t completion: the library's names and @tags, all and sandbox (never an error)."""
     try:
-        library = _library(None)
+        library = commands.library(None)
         names = set(library.targets)
         for environment in library.environments.values():
             names |= set(environment.targets or {})
@@ -178,22 +119,10 @@ def _complete_targets(incomplete: str) -> list[str]:
 
 def _complete_environments(incomplete: str) -> list[str]:
     try:
-        names = _library(None).environments
+        names = commands.library(None).environments
     except Exception:
         return []
     return sorted(name for name in names if name.startswith(incomplete))
-
-
-def parse_vars(items: list[str] | None) -> dict[str, str]:
-    from smtpscript.errors import ConfigError
-
-    out: dict[str, str] = {}
-    for item in items or []:
-        name, sep, value = item.partition("=")
-        if not sep or not name.isidentifier():
-            raise ConfigError(f"--var {item!r}: expected NAME=VALUE with NAME a plain identifier")
-        out[name] = value
-    return out
 
 
 @app.command()
@@ -203,30 +132,11 @@ def validate(paths: PathsArg = None, var: VarOpt = None, config: ConfigOpt = Non
     Without PATH: the library's paths (smtpscript.yaml), else scenarios/. Variables the
     library defines (vars, vars_files, environments, targets) count as defined.
     """
-    from smtpscript.loading import load_paths
+    from smtpscript.commands import validate as validate_paths
 
-    library = _library(config)
-    names = set(parse_vars(var)) | library.variable_names()
-    result = load_paths(_paths(paths, library), extra_names=names, keep_models=False)
-    _warn(getattr(result, "warnings", []))
-    for problem in result.problems:
-        _err(str(problem))
-    bad_files = len({p.file for p in result.problems})
-    summary = f"{_count(result.files, 'file')}: {_count(result.valid, 'valid scenario')}"
-    if result.fragments:
-        summary += f", {_count(len(result.fragments), 'fragment')}"
-    if result.problems:
-        problems = _count(len(result.problems), "problem")
-        _err(f"{summary}; {problems} in {_count(bad_files, 'file')}")
-        raise typer.Exit(ExitStatus.USAGE)
-    if result.files == 0:
-        _err("no scenario files found (*.yaml, *.yml)")
-        raise typer.Exit(ExitStatus.USAGE)
-    _out(f"{summary}: all valid")
-
-
-def _count(n: int, noun: str) -> str:
-    return f"{n} {noun}{'' if n == 1 else 's'}"
+    status = validate_paths(paths, var, config)
+    if status:
+        raise typer.Exit(status)
 
 
 @app.command("list")
@@ -246,18 +156,19 @@ def list_(
     from smtpscript.console import scenario_table, target_table
     from smtpscript.loading import EVERY_NAME, load_paths
 
-    library = _library(config)
+    library = commands.library(config)
     targets = library.targets_in(library.environment(env))
-    result = load_paths(_paths(paths, library), extra_names=EVERY_NAME)  # listing, not validating
-    _warn(getattr(result, "warnings", []))
+    paths = commands.scenario_paths(paths, library)
+    result = load_paths(paths, extra_names=EVERY_NAME)  # listing, not validating
+    shell.warn(getattr(result, "warnings", []))
     if as_json:
-        _out(_listing_json(targets, result.scenarios))
+        shell.out(_listing_json(targets, result.scenarios))
     else:
         rows = [(spec.name, spec.where, ",".join(spec.tags)) for spec in targets.values()]
         for line in target_table(rows) + ([""] if rows else []) + scenario_table(result.scenarios):
-            _out(line)
+            shell.out(line)
     for problem in result.problems:
-        _err(str(problem))
+        shell.err(str(problem))
     if result.problems:
         raise typer.Exit(ExitStatus.USAGE)
 
@@ -541,7 +452,7 @@ def run(
     from smtpscript.console import ConsoleView, colour_wanted
     from smtpscript.selection import Selection, Shard
 
-    library = _library(config)
+    library = commands.library(config)
     defaults = library.defaults
     json_out = json_out or _report_folder(defaults.json)
     html_out = html_out or _report_folder(defaults.html)
@@ -554,9 +465,9 @@ def run(
     on_stdout = any(str(path) == "-" for path in reports.values() if path is not None)
     out = sys.stderr if on_stdout else sys.stdout
     request = RunRequest(
-        paths=_paths(paths, library),
+        paths=commands.scenario_paths(paths, library),
         targets=target or [],
-        variables=parse_vars(var),
+        variables=commands.parse_vars(var),
         vars_files=vars_file or [],
         environment=env,
         selection=Selection(
@@ -589,10 +500,10 @@ def run(
     view.baseline = previous
     outcome = run_request(request, library, view)
     outcome.run.title = title or library.description
-    _warn(outcome.warnings)
+    shell.warn(outcome.warnings)
     if outcome.problems:
         for problem in outcome.problems:
-            _err(str(problem))
+            shell.err(str(problem))
         raise typer.Exit(ExitStatus.USAGE)
     with _signals_deferred() as late:  # what finished is on its way to disk: let it land
         failures = write_reports(
@@ -605,7 +516,7 @@ def run(
             json_indent=json_indent,
         )
     for failure in failures:
-        _err(f"smtpscript: error: {failure.message}")
+        shell.err(f"smtpscript: error: {failure.message}")
     if outcome.signal is None:
         outcome.signal = late.signum
     raise typer.Exit(_run_status(outcome, threshold, failures))
@@ -654,8 +565,8 @@ def _run_status(outcome: "RunOutcome", fail_on: str, failures: "list[ReportError
     if internal or any(f.internal for f in failures):
         if internal:
             runs = f"{len(internal)} scenario run{'' if len(internal) == 1 else 's'}"
-            _err(f"smtpscript: internal error in {runs}: {internal[0].reason or ''}")
-        _err(REPORT_BUG)
+            shell.err(f"smtpscript: internal error in {runs}: {internal[0].reason or ''}")
+        shell.err(REPORT_BUG)
         return ExitStatus.INTERNAL
     if outcome.failed(fail_on):
         return ExitStatus.FAILED
@@ -683,7 +594,7 @@ def report(
     check_report_paths(reports | {"--markdown": markdown_out})
     warnings: list[str] = []
     merged = load_results(results, warnings)
-    _warn(warnings)
+    shell.warn(warnings)
     previous = _baseline(baseline)
     if title is not None:
         merged.title = title
@@ -698,11 +609,11 @@ def report(
             json_indent=json_indent,
         )
     for failure in failures:
-        _err(f"smtpscript: error: {failure.message}")
+        shell.err(f"smtpscript: error: {failure.message}")
     if late.signum is not None:
         raise typer.Exit(128 + late.signum)
     if any(f.internal for f in failures):
-        _err(REPORT_BUG)
+        shell.err(REPORT_BUG)
         raise typer.Exit(ExitStatus.INTERNAL)
     if failures:
         raise typer.Exit(ExitStatus.USAGE)
@@ -716,7 +627,7 @@ def _baseline(path: Path | None) -> "RunResult | None":
 
     warnings: list[str] = []
     previous = load_results([path], warnings)
-    _warn([f"--baseline {line}" for line in warnings])
+    shell.warn([f"--baseline {line}" for line in warnings])
     return previous
 
 
@@ -761,9 +672,9 @@ def init(
 
     written = create_library(directory, force=force)
     for path in written:
-        _out(f"  created {path}")
+        shell.out(f"  created {path}")
     where = "" if directory == Path(".") else f"cd {directory} && "
-    _out(f"next: {where}smtpscript run   (against the embedded sandbox; see smtpscript.yaml)")
+    shell.out(f"next: {where}smtpscript run   (against the embedded sandbox; see smtpscript.yaml)")
 
 
 class SchemaName(enum.StrEnum):
@@ -779,31 +690,7 @@ def schema(
     """Print a JSON Schema (for editors: yaml-language-server, VS Code)."""
     from smtpscript.schemafile import schema_path
 
-    _out(schema_path(name.value).read_text(encoding="utf-8"), nl=False)
-
-
-class Terminated(BaseException):
-    """SIGTERM outside a run: unwinds like Ctrl-C, so every ``finally`` (sandbox) runs.
-
-    A BaseException, not a KeyboardInterrupt: typer would turn that into exit 130.
-    """
-
-
-def _on_sigterm(signum: int, frame: object) -> None:
-    raise Terminated
-
-
-@contextlib.contextmanager
-def _sigterm_unwinds() -> Iterator[None]:
-    try:
-        previous = signal.signal(signal.SIGTERM, _on_sigterm)
-    except ValueError:  # not the main thread: signals are not ours to handle
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
+    shell.out(schema_path(name.value).read_text(encoding="utf-8"), nl=False)
 
 
 class _Deferred:
@@ -838,57 +725,25 @@ def _signals_deferred() -> Iterator[_Deferred]:
 def run_cli(argv: list[str] | None = None) -> int:
     """Run the CLI and return its exit status (tests call this in-process)."""
     args = list(sys.argv[1:] if argv is None else argv)
-    try:
-        with _sigterm_unwinds():
-            status = _guarded(args)
-    except Terminated:  # arrived between _guarded's handlers and its return
-        status = ExitStatus.TERMINATED
-    # without standalone mode, click returns an Exit's code instead of raising it
-    # (typer turns Ctrl-C into a silent Exit(130))
-    if status in (ExitStatus.INTERRUPTED, ExitStatus.TERMINATED):
-        _err("smtpscript: interrupted")
-    return status if isinstance(status, int) else ExitStatus.OK
+    return shell.run_guarded(lambda: _click_status(args), show_traceback="--traceback" in args)
 
 
-def _guarded(args: list[str]) -> int:
-    """The command's exit status; every exception becomes one line and a status."""
-    from smtpscript.errors import ScenarioError, SmtpscriptError
-
+def _click_status(args: list[str]) -> int:
+    """The command's exit status, with click's and typer's exceptions turned into one
+    (the others are shell's); Ctrl-C reaches here as click's Abort."""
     click_errors = _click_exceptions()
-    show_traceback = "--traceback" in args
     try:
-        return _command(args).main(args=args, prog_name="smtpscript", standalone_mode=False)
+        status = _command(args).main(args=args, prog_name="smtpscript", standalone_mode=False)
     except (typer.Exit, click_errors.Exit) as exc:
         return int(exc.exit_code)
     except click_errors.ClickException as exc:
         exc.show()
         return ExitStatus.USAGE
-    except (KeyboardInterrupt, typer.Abort, click_errors.Abort):
+    except (typer.Abort, click_errors.Abort):
         return ExitStatus.INTERRUPTED
-    except Terminated:
-        return ExitStatus.TERMINATED
-    except ScenarioError as exc:  # the library config or a vars file: every problem
-        if show_traceback:
-            raise
-        for problem in exc.problems:
-            _err(str(problem))
-        return ExitStatus.USAGE
-    except SmtpscriptError as exc:
-        if show_traceback:
-            raise
-        _err(f"smtpscript: error: {exc}")
-        return ExitStatus.USAGE
-    except OSError as exc:  # a file we were told to read or write
-        if show_traceback:
-            raise
-        _err(f"smtpscript: error: {exc.filename or ''}: {exc.strerror or exc}")
-        return ExitStatus.USAGE
-    except Exception as exc:  # anything else is a bug in smtpscript
-        if show_traceback:
-            raise
-        _err(f"smtpscript: internal error: {type(exc).__name__}: {exc}")
-        _err(REPORT_BUG)
-        return ExitStatus.INTERNAL
+    # without standalone mode, click returns an Exit's code instead of raising it
+    # (typer turns Ctrl-C into a silent Exit(130))
+    return status if isinstance(status, int) else ExitStatus.OK
 
 
 def _command(args: list[str]) -> Any:
@@ -925,16 +780,4 @@ def _click_exceptions():  # type: ignore[no-untyped-def]
 
 
 def main() -> None:
-    status = run_cli()
-    _release_stdout()
-    sys.exit(status)
-
-
-def _release_stdout() -> None:
-    """If stdout's reader went away (| head), point stdout at /dev/null, so that the
-    interpreter's last flush does not print an error ("Note on SIGPIPE", Python docs)."""
-    try:
-        sys.stdout.flush()
-    except BrokenPipeError:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
+    shell.exit_with(run_cli())

@@ -215,6 +215,54 @@ def test_version_answered_before_typer_is_the_same(tmp_path):
     assert not re.search(r"\|\s+typer$", imports.stderr, re.MULTILINE)
 
 
+def test_validate_answered_before_typer_is_the_same(tmp_path):
+    """`smtpscript validate [PATH...]` without options skips typer (__main__.py): same
+    output, same exit status as through typer (`validate -- PATH...`), whatever happens:
+    valid, invalid, missing, a folder without scenarios, no PATH and no library, a
+    library whose config is broken, a name that is not UTF-8."""
+    (tmp_path / "good.yaml").write_text("smtpscript: 1\ntitle: t\nsteps: [{ehlo: x}]\n")
+    (tmp_path / "bad.yaml").write_text("smtpscript: 1\ntitle: t\nsteps: [{ehlo: '{{ nope }}'}]\n")
+    (tmp_path / "empty").mkdir()
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "smtpscript.yaml").write_text("paths: [1, 2\n")
+    cases = [
+        (tmp_path, ["good.yaml"]),
+        (tmp_path, ["good.yaml", "bad.yaml"]),
+        (tmp_path, ["missing.yaml"]),
+        (tmp_path, ["empty"]),
+        (tmp_path, []),
+        (broken, []),
+        (tmp_path, ["caf\udce9.yaml"]),
+        (REPO, []),
+    ]
+    statuses = []
+    for cwd, paths in cases:
+        fast = smtpscript("validate", *paths, cwd=cwd)
+        via_typer = smtpscript("validate", "--", *paths, cwd=cwd)
+        said = (fast.returncode, fast.stdout, fast.stderr)
+        assert said == (via_typer.returncode, via_typer.stdout, via_typer.stderr), paths
+        assert "Traceback" not in fast.stderr
+        statuses.append(fast.returncode)
+    assert statuses == [0, 2, 2, 2, 2, 2, 2, 0]
+    # on the way out, whether typer was imported
+    probe = (
+        "import atexit, runpy, sys; "
+        "atexit.register(lambda: print('typer' in sys.modules, file=sys.stderr)); "
+        "runpy.run_module('smtpscript', run_name='__main__')"
+    )
+    imports = subprocess.run(
+        [sys.executable, "-c", probe, "validate", "good.yaml"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert (imports.returncode, imports.stdout) == (0, "1 file: 1 valid scenario: all valid\n")
+    assert imports.stderr == "False\n"
+
+
 # --- the schema -------------------------------------------------------------------------
 
 
