@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hostile import Conn, Hostile
+from hostile import Conn, Hostile, full_backlog
 
 from smtpscript import fastpath, loadmode
 from smtpscript.loading import load_paths
@@ -359,6 +359,20 @@ def test_a_refused_connection_reads_the_same(tmp_path):
     general, compiled = both(scenario_file(tmp_path, DELIVERY), f"127.0.0.1:{port}")
     assert general.verdict == "error" and "connection refused" in (general.reason or "")
     assert_same(general, compiled)
+
+
+def test_a_connect_that_times_out_reads_the_same(tmp_path):
+    """A server that never answers the SYN: the connect step's own timeout, in both."""
+    with full_backlog() as port:
+        started = time.monotonic()
+        general, compiled = both(scenario_file(tmp_path, DELIVERY, 0.5), f"127.0.0.1:{port}")
+        took = time.monotonic() - started
+    if general.verdict == "passed" or "refused" in (general.reason or ""):
+        pytest.skip("this kernel accepted the connection despite a full backlog")
+    assert general.verdict == "error", general.reason
+    assert f"connection to 127.0.0.1:{port} timed out after 0.5 s" in (compiled.reason or "")
+    assert_same(general, compiled)
+    assert took < 2 * 0.5 + 2
 
 
 def test_secrets_stay_hidden_in_a_kept_session(tmp_path, monkeypatch):

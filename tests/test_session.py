@@ -8,7 +8,7 @@ import ssl
 import time
 
 import pytest
-from hostile import Conn, Hostile
+from hostile import Conn, Hostile, full_backlog
 
 from smtpscript.errors import RemoteProtocolError
 from smtpscript.protocol import Reply
@@ -121,33 +121,19 @@ def test_unresolvable_host():
 
 
 def test_connect_timeout_when_the_backlog_is_full():
-    # A listener that never accepts: once its queue is full, Linux drops further SYNs.
-    with socket.socket() as listener:
-        listener.bind(("127.0.0.1", 0))
-        listener.listen(0)
-        port = listener.getsockname()[1]
-        fillers = []
+    with full_backlog() as port:
+
+        async def main() -> None:
+            await Session().open("127.0.0.1", port, timeout=0.5)
+
+        started = time.monotonic()
         try:
-            for _ in range(8):
-                filler = socket.socket()
-                filler.setblocking(False)
-                fillers.append(filler)
-                filler.connect_ex(("127.0.0.1", port))
-
-            async def main() -> None:
-                await Session().open("127.0.0.1", port, timeout=0.5)
-
-            started = time.monotonic()
-            try:
-                asyncio.run(main())
-            except ConnectError as exc:
-                assert str(exc) == f"connection to 127.0.0.1:{port} timed out after 0.5 s"
-            else:
-                pytest.skip("this kernel accepted the connection despite a full backlog")
-            assert time.monotonic() - started < 0.5 + 1.5
-        finally:
-            for filler in fillers:
-                filler.close()
+            asyncio.run(main())
+        except ConnectError as exc:
+            assert str(exc) == f"connection to 127.0.0.1:{port} timed out after 0.5 s"
+        else:
+            pytest.skip("this kernel accepted the connection despite a full backlog")
+        assert time.monotonic() - started < 0.5 + 1.5
 
 
 def test_ipv6_loopback():
