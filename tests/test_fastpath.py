@@ -465,6 +465,12 @@ def test_the_passing_shortcut_judges_as_expectations_check(tmp_path, expect):
     assert step.check(Closed()) == expectations.check(step.step.expect, step.default, Closed())
 
 
+def _sent_rcpt(server: Hostile) -> int:
+    """How many connections have sent RCPT (not only connected: the signal must find each
+    session waiting for that reply)."""
+    return sum(any(line[:4] == b"RCPT" for line in conn.received) for conn in server.connections)
+
+
 def test_ctrl_c_stops_a_compiled_load_run_and_keeps_what_finished(tmp_path):
     """Sessions waiting on a silent server end as 'interrupted' errors, without a QUIT wait;
     the finished ones count; the JSON is written; exit 130."""
@@ -475,7 +481,7 @@ def test_ctrl_c_stops_a_compiled_load_run_and_keeps_what_finished(tmp_path):
         command += ["-t", f"127.0.0.1:{server.port}", "-j", "4", "--json", str(out), "-q"]
         with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as proc:
             deadline = time.monotonic() + 20
-            while len(server.connections) < 4 and time.monotonic() < deadline:
+            while _sent_rcpt(server) < 4 and time.monotonic() < deadline:
                 time.sleep(0.05)  # four sessions wait for their RCPT reply
             started = time.monotonic()
             proc.send_signal(signal.SIGINT)
