@@ -103,6 +103,8 @@ class LimitError(jinja2.TemplateRuntimeError):
 
 @dataclass
 class Budget:
+    """What one render may still spend: template steps and time."""
+
     steps: int = 0
     deadline: float = field(default_factory=lambda: time.monotonic() + MAX_SECONDS)
     next_clock: int = CLOCK_EVERY

@@ -45,6 +45,8 @@ class TargetSpec:
 
 @dataclass(frozen=True)
 class Environment:
+    """A named environment of the library: its targets and vars layers."""
+
     name: str
     targets: dict[str, TargetSpec] | None  # None: the library's targets
     layers: tuple[VarLayer, ...] = ()
@@ -53,6 +55,8 @@ class Environment:
 
 @dataclass(frozen=True)
 class Defaults:
+    """The library's defaults for run options (smtpscript.yaml ``defaults:``)."""
+
     targets: tuple[str, ...] = ()
     environment: str | None = None
     jobs: int | None = None

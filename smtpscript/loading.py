@@ -32,6 +32,8 @@ MAX_INCLUDE_DEPTH = 10
 
 @dataclass
 class LoadResult:
+    """What loading scenario files found: the scenarios, fragments and problems."""
+
     scenarios: list[m.Scenario] = field(default_factory=list)
     fragments: list[str] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)

@@ -128,6 +128,8 @@ class Expectation:
 
 @dataclass(frozen=True)
 class Pipeline:
+    """A pipeline group: its send lines written at once (RFC 2920), one reply judged per line."""
+
     steps: tuple[Step, ...]
 
 
@@ -150,6 +152,8 @@ Action = Any
 
 @dataclass(frozen=True)
 class Step:
+    """One step of a scenario: its action, where it is written, and what it expects."""
+
     action: Action
     kind: str  # the YAML action key, e.g. "send", "ehlo", "include"
     path: str  # JSON path in the scenario, e.g. "steps[3]"
@@ -167,6 +171,8 @@ class Step:
 
 @dataclass(frozen=True)
 class Scenario:
+    """One scenario file: its steps and what the reports say about it."""
+
     version: int
     title: str
     file: str

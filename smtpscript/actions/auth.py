@@ -16,6 +16,8 @@ MECHANISMS = ("PLAIN", "LOGIN", "CRAM-MD5", "XOAUTH2")
 
 @dataclass(frozen=True)
 class Auth:
+    """AUTH with a mechanism and credentials (templates; the secrets never shown)."""
+
     mechanism: str
     username: str
     password: str | None = None

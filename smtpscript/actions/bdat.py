@@ -33,6 +33,8 @@ CHUNK_SIZE = {
 
 @dataclass(frozen=True)
 class Bdat:
+    """A message sent with BDAT (RFC 3030), in one chunk or several."""
+
     message: message.Message
     chunk_size: int | None = None  # None: one chunk
 

@@ -21,6 +21,8 @@ from smtpscript.schemaparts import ENDPOINT, obj
 
 @dataclass(frozen=True)
 class Connect:
+    """Open a connection: the scenario's target, overlaid with this step's endpoint."""
+
     endpoint: Endpoint = field(default_factory=Endpoint)
 
 

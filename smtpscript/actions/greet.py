@@ -13,6 +13,8 @@ from smtpscript.schemaparts import template
 
 @dataclass(frozen=True)
 class Greet:
+    """EHLO, HELO or LHLO with a client name."""
+
     verb: Literal["EHLO", "HELO", "LHLO"]
     name: str
 

@@ -12,6 +12,8 @@ from smtpscript.schemaparts import template
 
 @dataclass(frozen=True)
 class Raw:
+    """Exact bytes (a template), no CRLF added; a reply is read only when expect is given."""
+
     data: str
 
 

@@ -12,7 +12,7 @@ from smtpscript.schemaparts import obj
 
 @dataclass(frozen=True)
 class Read:
-    pass
+    """Read one reply without sending anything."""
 
 
 async def run(ctx: StepContext, action: Read) -> None:

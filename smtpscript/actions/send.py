@@ -12,6 +12,8 @@ from smtpscript.schemaparts import template
 
 @dataclass(frozen=True)
 class Send:
+    """One command line (a template): CR/LF inside refused, CRLF added, one reply read."""
+
     line: str
 
 

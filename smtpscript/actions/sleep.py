@@ -11,6 +11,8 @@ from smtpscript.schemaparts import MAX_WAIT
 
 @dataclass(frozen=True)
 class Sleep:
+    """Wait this many seconds."""
+
     seconds: float
 
 

@@ -14,6 +14,8 @@ from smtpscript.schemaparts import TLS_OPTIONS, obj
 
 @dataclass(frozen=True)
 class StartTls:
+    """STARTTLS, then the TLS upgrade of the same connection."""
+
     tls_options: TlsOptions = field(default_factory=TlsOptions)
 
 

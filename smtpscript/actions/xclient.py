@@ -33,6 +33,8 @@ ATTRIBUTES: dict[str, str] = {
 
 @dataclass(frozen=True)
 class Xclient:
+    """Postfix XCLIENT: attributes of the client the server should believe it has."""
+
     attributes: tuple[tuple[str, str | int], ...]  # in the order written; values are templates
 
 
