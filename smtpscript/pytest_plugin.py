@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from smtpscript.commands import parse_vars
 from smtpscript.errors import ConfigError, ScenarioError, SmtpscriptError
 from smtpscript.loading import LIBRARY_CONFIG, SCENARIO_SUFFIXES
 
@@ -153,17 +154,6 @@ def _pytest_wording(message: str) -> str:
     return message
 
 
-def parse_vars(items: list[str]) -> dict[str, str]:
-    """--smtpscript-var NAME=VALUE values, as smtpscript run --var reads them."""
-    out: dict[str, str] = {}
-    for item in items:
-        name, sep, value = item.partition("=")
-        if not sep or not name.isidentifier():
-            raise ConfigError(f"--var {item!r}: expected NAME=VALUE with NAME a plain identifier")
-        out[name] = value
-    return out
-
-
 # --- what the session runs on --------------------------------------------------------
 
 
@@ -188,7 +178,7 @@ class _Runs:
         environment = library.environment(config.getoption("smtpscript_env"))
         names = config.getoption("smtpscript_target") or list(library.defaults.targets)
         specs = select_targets(names, library, library.targets_in(environment))
-        variables = parse_vars(config.getoption("smtpscript_var"))
+        variables = parse_vars(config.getoption("smtpscript_var"))  # as run --var
         layers = (*library.layers, *environment.layers)
         defined = {name for layer in layers for name in layer.values} | set(variables)
         defined |= {name for spec in specs for name in spec.target.vars}
