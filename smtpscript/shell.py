@@ -17,6 +17,7 @@ import os
 import signal
 import sys
 from collections.abc import Callable, Iterator
+from typing import TextIO
 
 
 class ExitStatus(enum.IntEnum):
@@ -56,11 +57,11 @@ def out(line: str = "", nl: bool = True) -> None:
         _write(sys.stdout, line + "\n" if nl else line)
 
 
-def _write(stream: object, text: str) -> None:
+def _write(stream: TextIO | None, text: str) -> None:
     if stream is None:  # no console at all (pythonw): nowhere to write
         return
-    stream.write(text)  # type: ignore[attr-defined]
-    stream.flush()  # type: ignore[attr-defined]
+    stream.write(text)
+    stream.flush()
 
 
 def warn(warnings: list[str]) -> None:
